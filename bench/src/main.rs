@@ -1,0 +1,2 @@
+//! ringmesh-bench entry point.
+fn main() {}

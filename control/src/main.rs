@@ -1,0 +1,2 @@
+//! ringmesh-control entry point.
+fn main() {}

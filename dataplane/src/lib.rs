@@ -1,0 +1,1 @@
+//! ringmesh dataplane library.

@@ -1,0 +1,2 @@
+//! ringmesh-dataplane entry point.
+fn main() {}

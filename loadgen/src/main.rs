@@ -1,0 +1,2 @@
+//! ringmesh-loadgen entry point.
+fn main() {}
