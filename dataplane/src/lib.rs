@@ -1,1 +1,201 @@
-//! ringmesh dataplane library.
+//! ringmesh dataplane: a share-nothing, thread-per-core proxy on io_uring (monoio).
+//!
+//! `run` loads and compiles the configuration, binds every listener on the main
+//! thread (so errors are reported before anything serves), starts one pinned worker
+//! per core, the admin endpoint, and then waits for signals: SIGHUP reloads the
+//! file, SIGTERM/SIGINT drain and exit.
+
+// Tests may unwrap: a panic there is a failed test, not a crashed proxy.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod balance;
+pub mod bufpool;
+pub mod driver;
+pub mod error;
+pub mod forward;
+pub mod http;
+pub mod listen;
+pub mod logging;
+pub mod metrics;
+pub mod reload;
+pub mod route;
+pub mod settings;
+pub mod state;
+pub mod table;
+pub mod worker;
+
+use settings::Args;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code for a configuration that cannot be served.
+const EXIT_CONFIG: u8 = 1;
+/// Exit code for a failure after the configuration was accepted.
+const EXIT_RUNTIME: u8 = 2;
+
+pub fn run(args: Args) -> ExitCode {
+    let origin = args.config.display().to_string();
+    let snapshot = match ringmesh_api::compile_file(&args.config, 1) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "{origin}: configuration rejected ({} problem(s)); nothing was started",
+                errors.errors.len()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let table = match table::Table::build(&snapshot) {
+        Ok(table) => table,
+        Err(err) => {
+            eprintln!("{origin}: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let workers = snapshot
+        .runtime
+        .workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let driver = match driver::probe(args.driver) {
+        Ok(kind) => kind,
+        Err(err) => {
+            eprintln!("driver: {err}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+
+    // Bind everything before starting anything, and report every failure at once.
+    let mut problems = Vec::new();
+    let mut bound = Vec::new();
+    for (index, listener) in snapshot.listeners.iter().enumerate() {
+        match listen::bind(&listener.name, listener.bind, workers) {
+            Ok(sockets) => bound.push(sockets),
+            Err(err) => problems.push(format!(
+                "{origin}: listener[{index}].bind: {} ({})",
+                listen::describe_bind_error(&err),
+                listener.bind
+            )),
+        }
+    }
+    let admin_listener = match snapshot.runtime.admin {
+        None => None,
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                problems.push(format!(
+                    "{origin}: runtime.admin: {} ({addr})",
+                    listen::describe_bind_error(&err)
+                ));
+                None
+            }
+        },
+    };
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        return ExitCode::from(EXIT_CONFIG);
+    }
+
+    let (registry, scraper) = metrics::registry();
+    let shared = Arc::new(state::Shared::new(table, workers, registry));
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(listener) = admin_listener {
+        let admin = admin::Admin {
+            listener,
+            shared: shared.clone(),
+            ready: ready.clone(),
+            scraper,
+            driver: driver.describe(),
+        };
+        if let Err(err) = admin::spawn(admin) {
+            eprintln!("admin: cannot start thread: {err}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
+
+    let drain_timeout = Duration::from_millis(snapshot.runtime.drain_timeout_ms);
+    let (started_tx, started_rx) = crossbeam_channel::unbounded();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let sockets = bound
+            .iter_mut()
+            .filter_map(|listener| {
+                listener
+                    .sockets
+                    .pop()
+                    .map(|socket| (listener.name.clone(), socket))
+            })
+            .collect();
+        let plan = worker::WorkerPlan {
+            index,
+            driver,
+            shared: shared.clone(),
+            sockets,
+            drain_timeout,
+            started: started_tx.clone(),
+        };
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let spawned = std::thread::Builder::new()
+            .name(format!("ringmesh-w{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                if let Err(err) = driver::block_on(driver, || worker::run(plan)) {
+                    tracing::error!(worker = index, error = %err, "worker runtime failed to start");
+                }
+            });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(err) => {
+                eprintln!("cannot start worker thread: {err}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        }
+    }
+    drop(started_tx);
+    for _ in 0..workers {
+        if started_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            eprintln!("a worker failed to start; see the log above");
+            shared.start_drain();
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
+    ready.store(true, Ordering::Release);
+    for listener in &bound {
+        tracing::info!(listener = %listener.name, addr = %listener.addr, "listening");
+    }
+    tracing::info!(
+        workers,
+        driver = driver.describe(),
+        generation = shared.generation(),
+        "ready"
+    );
+
+    let reloader = reload::Reloader::new(args.config.clone(), shared.clone());
+    match reload::wait_for_signals(&reloader) {
+        Ok(()) => {}
+        Err(err) => {
+            eprintln!("signal handling failed: {err}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
+    shared.start_drain();
+    tracing::info!(timeout = ?drain_timeout, "draining");
+    for thread in threads {
+        let _ = thread.join();
+    }
+    tracing::info!("drained, exiting");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,38 @@
+//! Per-worker idle pool of upstream connections for one endpoint: no locks, most
+//! recently used first (its socket is the one least likely to have been closed).
+
+use monoio::net::TcpStream;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+pub struct IdlePool {
+    idle: RefCell<Vec<(TcpStream, Instant)>>,
+}
+
+impl IdlePool {
+    /// The freshest idle connection not older than `max_idle`; older ones are closed.
+    pub fn take(&self, now: Instant, max_idle: Duration) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some((stream, since)) = idle.pop() {
+            if now.saturating_duration_since(since) <= max_idle {
+                return Some(stream);
+            }
+            // Stale: every older entry is staler still.
+            idle.clear();
+            break;
+        }
+        None
+    }
+
+    pub fn put(&self, stream: TcpStream, cap: usize) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < cap {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}

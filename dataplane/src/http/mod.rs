@@ -1,0 +1,291 @@
+//! HTTP/1.1 listener: one client connection's life. Reads each request head (taking
+//! the current table again per request), rejects what is malformed before anything
+//! reaches an upstream, routes, and either answers locally or forwards.
+
+mod body;
+mod exchange;
+pub mod io;
+
+use crate::error::{Kind, ProxyError, Side};
+use crate::metrics::ListenerStats;
+use crate::route::{self, RequestFacts};
+use crate::state::{Worker, WorkerTable};
+use crate::table::{Action, HttpTable, ListenerMode};
+use io::ReadOutcome;
+use monoio::io::CancelHandle;
+use monoio::net::TcpStream;
+use ringmesh_http1::{BodyFraming, HeaderSpan, Parsed, RequestHead};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// What the connection does after a request.
+pub(crate) enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream accepted an upgrade: relay bytes both ways from now on.
+    Upgrade(TcpStream),
+}
+
+/// One client connection and the buffers it reuses for every request on it.
+pub(crate) struct Conn {
+    pub worker: Rc<Worker>,
+    pub client: TcpStream,
+    /// Bytes read from the client and not yet consumed (a head, body bytes, or a
+    /// pipelined next request).
+    pub buf: Vec<u8>,
+    /// Heads being written (to the upstream, then to the client).
+    pub out: Vec<u8>,
+    pub request_fields: Vec<HeaderSpan>,
+    pub response_fields: Vec<HeaderSpan>,
+    pub client_ip: String,
+}
+
+pub async fn serve(
+    worker: Rc<Worker>,
+    listener_name: &str,
+    client: TcpStream,
+    peer: SocketAddr,
+    drain: CancelHandle,
+) {
+    let _ = client.set_nodelay(true);
+    let mut conn = Conn {
+        buf: worker.buffers.take(),
+        out: Vec::with_capacity(4096),
+        request_fields: Vec::with_capacity(32),
+        response_fields: Vec::with_capacity(32),
+        client_ip: peer.ip().to_string(),
+        worker,
+        client,
+    };
+    loop {
+        let table = conn.worker.table();
+        let Some(index) = table.listener_index(listener_name) else {
+            break; // listener removed by a swap: finish with this connection
+        };
+        let (Some(listener), Some(stats)) = (
+            table.table.listeners.get(index),
+            table.listener_stats.get(index),
+        ) else {
+            break;
+        };
+        let ListenerMode::Http(http) = &listener.mode else {
+            break;
+        };
+        match conn.one_request(&table, http, stats, &drain).await {
+            Next::KeepAlive => continue,
+            Next::Close => break,
+            Next::Upgrade(upstream) => {
+                let worker = conn.worker.clone();
+                let pending = std::mem::take(&mut conn.buf);
+                let Conn { client, .. } = conn;
+                upgrade(client, upstream, pending, http.idle_timeout, &worker).await;
+                return;
+            }
+        }
+    }
+    conn.worker.buffers.give(std::mem::take(&mut conn.buf));
+}
+
+async fn upgrade(
+    client: TcpStream,
+    mut upstream: TcpStream,
+    pending: Vec<u8>,
+    idle: std::time::Duration,
+    worker: &Worker,
+) {
+    let (written, _) = crate::forward::l4::write_prefix(&mut upstream, pending).await;
+    if written.is_ok() {
+        crate::forward::l4::relay(client, upstream, idle, false, &worker.buffers).await;
+    }
+}
+
+/// Routing view over a parsed head.
+struct Facts<'a> {
+    buf: &'a [u8],
+    head: &'a RequestHead,
+    fields: &'a [HeaderSpan],
+}
+
+impl RequestFacts for Facts<'_> {
+    fn method(&self) -> &[u8] {
+        self.head.method_span.get(self.buf)
+    }
+    fn host(&self) -> Option<&[u8]> {
+        self.head
+            .host
+            .map(|span| route::strip_port(span.get(self.buf)))
+    }
+    fn path(&self) -> &[u8] {
+        route::target_path(self.head.target.get(self.buf))
+    }
+    fn header(&self, lower_name: &str) -> Option<&[u8]> {
+        ringmesh_http1::header_value(self.buf, self.fields, lower_name)
+    }
+}
+
+impl Conn {
+    async fn one_request(
+        &mut self,
+        table: &WorkerTable,
+        http: &HttpTable,
+        stats: &ListenerStats,
+        drain: &CancelHandle,
+    ) -> Next {
+        let head = match self.read_head(http, drain).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return Next::Close,
+            Err(err) => {
+                stats.requests.inc();
+                return self.reply_error(&err, stats).await;
+            }
+        };
+        let started = Instant::now();
+        stats.requests.inc();
+        let facts = Facts {
+            buf: &self.buf,
+            head: &head,
+            fields: &self.request_fields,
+        };
+        let Some(route) = route::select(http, &facts) else {
+            let err = ProxyError::new(Side::Local, Kind::NoRoute);
+            return self
+                .reply_local(&head, err.status(), err.reason().as_bytes(), stats)
+                .await;
+        };
+        if let BodyFraming::Length(n) = head.body {
+            if n > route.max_body {
+                let err = ProxyError::new(Side::Downstream, Kind::BodyTooLarge);
+                return self.reply_error(&err, stats).await;
+            }
+        }
+        let cluster = match &route.action {
+            Action::Direct(direct) => {
+                let (status, body) = (direct.status, direct.body.clone());
+                return self
+                    .reply_local(&head, status, body.as_bytes(), stats)
+                    .await;
+            }
+            Action::Cluster(index) => *index,
+            Action::Split(split) => match split.pick(self.worker.random() as u32) {
+                Some(index) => index,
+                None => {
+                    let err = ProxyError::new(Side::Local, Kind::NoEndpoint);
+                    return self.reply_error(&err, stats).await;
+                }
+            },
+        };
+        exchange::forward(self, table, http, stats, &head, route, cluster, started).await
+    }
+
+    /// The next request head, `None` when the client closed or went idle, or the
+    /// error to answer with.
+    async fn read_head(
+        &mut self,
+        http: &HttpTable,
+        drain: &CancelHandle,
+    ) -> Result<Option<RequestHead>, ProxyError> {
+        // The header-read deadline starts with the request's first byte.
+        let mut head_deadline =
+            (!self.buf.is_empty()).then(|| Instant::now() + http.header_read_timeout);
+        loop {
+            match ringmesh_http1::parse_request(
+                &self.buf,
+                &http.codec_limits,
+                &mut self.request_fields,
+            ) {
+                Ok(Parsed::Complete(head)) => return Ok(Some(head)),
+                Ok(Parsed::Partial) => {}
+                Err(err) => {
+                    return Err(ProxyError::new(
+                        Side::Downstream,
+                        Kind::BadRequest {
+                            status: err.status(),
+                            reason: err.reason(),
+                        },
+                    ))
+                }
+            }
+            let outcome = match head_deadline {
+                Some(deadline) => {
+                    io::read_more(&mut self.client, &mut self.buf, Some(deadline), None).await
+                }
+                None => {
+                    if self.worker.draining.get() {
+                        return Ok(None);
+                    }
+                    let idle_deadline = Instant::now() + http.idle_timeout;
+                    io::read_more(
+                        &mut self.client,
+                        &mut self.buf,
+                        Some(idle_deadline),
+                        Some(drain),
+                    )
+                    .await
+                }
+            };
+            match outcome {
+                ReadOutcome::Data(_) => {
+                    head_deadline.get_or_insert_with(|| Instant::now() + http.header_read_timeout);
+                }
+                ReadOutcome::TimedOut if head_deadline.is_some() => {
+                    return Err(ProxyError::new(Side::Downstream, Kind::HeadTimeout));
+                }
+                ReadOutcome::Eof | ReadOutcome::TimedOut | ReadOutcome::Failed(_) => {
+                    return Ok(None)
+                }
+            }
+        }
+    }
+
+    /// Answer a request that will not be forwarded. The connection stays open only
+    /// when the request has no body (an unread body would be taken for the next request).
+    async fn reply_local(
+        &mut self,
+        head: &RequestHead,
+        status: u16,
+        body: &[u8],
+        stats: &ListenerStats,
+    ) -> Next {
+        let has_body = !matches!(head.body, BodyFraming::None | BodyFraming::Length(0));
+        let keep_alive = head.keep_alive && !has_body && !self.worker.draining.get();
+        if keep_alive {
+            let consumed = head.head_len.min(self.buf.len());
+            self.buf.drain(..consumed);
+        }
+        self.write_local(status, body, !keep_alive, stats).await;
+        if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Answer an error and close: after a malformed request nothing more on this
+    /// connection can be trusted.
+    pub(crate) async fn reply_error(&mut self, err: &ProxyError, stats: &ListenerStats) -> Next {
+        let mut reason = err.reason();
+        reason.push('\n');
+        self.write_local(err.status(), reason.as_bytes(), true, stats)
+            .await;
+        Next::Close
+    }
+
+    async fn write_local(&mut self, status: u16, body: &[u8], close: bool, stats: &ListenerStats) {
+        self.out.clear();
+        ringmesh_http1::write_simple_response(
+            &mut self.out,
+            status,
+            "text/plain",
+            body,
+            close,
+            &[],
+        );
+        stats.response(status);
+        let out = std::mem::take(&mut self.out);
+        let (_, returned) = io::write_all(&mut self.client, out, None).await;
+        if let Some(out) = returned {
+            self.out = out;
+        }
+    }
+}

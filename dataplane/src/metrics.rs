@@ -1,0 +1,243 @@
+//! Telemetry counters: written by one worker thread only, summed by the admin thread
+//! at scrape time. Workers register their counter sets once per listener/cluster
+//! name over a channel, so the request path never takes a lock.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// A monotonically increasing count with a single writer. A load and a store
+/// instead of `fetch_add`: no locked instruction on the request path.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A level with a single writer.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    #[inline]
+    pub fn inc(&self) {
+        self.0.store(self.0.load(Relaxed) + 1, Relaxed);
+    }
+    #[inline]
+    pub fn dec(&self) {
+        self.0.store(self.0.load(Relaxed) - 1, Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub requests: Counter,
+    /// Responses by status class: index 0 is 1xx … index 4 is 5xx.
+    pub responses: [Counter; 5],
+    pub connections_active: Gauge,
+    pub connections: Counter,
+    /// Connections closed at once because `max_connections` was reached.
+    pub connections_rejected: Counter,
+}
+
+impl ListenerStats {
+    #[inline]
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        if let Some(counter) = self.responses.get(class) {
+            counter.inc();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub requests: Counter,
+    pub connections: Counter,
+    pub connect_failures: Counter,
+}
+
+pub enum Registration {
+    Listener(String, Arc<ListenerStats>),
+    Cluster(String, Arc<ClusterStats>),
+}
+
+/// Sending side, one clone per worker.
+#[derive(Clone)]
+pub struct Registry {
+    sender: Sender<Registration>,
+}
+
+impl Registry {
+    pub fn register(&self, registration: Registration) {
+        // The admin side lives as long as the process; a closed channel only means
+        // we are shutting down and nobody will scrape again.
+        let _ = self.sender.send(registration);
+    }
+}
+
+/// Scrape side, owned by the admin thread.
+pub struct Scraper {
+    receiver: Receiver<Registration>,
+    listeners: BTreeMap<String, Vec<Arc<ListenerStats>>>,
+    clusters: BTreeMap<String, Vec<Arc<ClusterStats>>>,
+}
+
+pub fn registry() -> (Registry, Scraper) {
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    (
+        Registry { sender },
+        Scraper {
+            receiver,
+            listeners: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+        },
+    )
+}
+
+impl Scraper {
+    fn collect(&mut self) {
+        for registration in self.receiver.try_iter() {
+            match registration {
+                Registration::Listener(name, stats) => {
+                    self.listeners.entry(name).or_default().push(stats)
+                }
+                Registration::Cluster(name, stats) => {
+                    self.clusters.entry(name).or_default().push(stats)
+                }
+            }
+        }
+    }
+
+    /// Prometheus text exposition, summed over workers.
+    pub fn render(&mut self, extra: &[(&str, &str, i64)]) -> String {
+        self.collect();
+        let mut out = String::with_capacity(4096);
+        for (name, help, value) in extra {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        type ListenerField = fn(&ListenerStats) -> i64;
+        let listener_series: [(&str, &str, &str, ListenerField); 4] = [
+            (
+                "ringmesh_http_requests_total",
+                "counter",
+                "Requests received (HTTP listeners).",
+                |s| s.requests.get() as i64,
+            ),
+            (
+                "ringmesh_downstream_connections_active",
+                "gauge",
+                "Open client connections.",
+                |s| s.connections_active.get(),
+            ),
+            (
+                "ringmesh_downstream_connections_total",
+                "counter",
+                "Accepted client connections.",
+                |s| s.connections.get() as i64,
+            ),
+            (
+                "ringmesh_downstream_connections_rejected_total",
+                "counter",
+                "Connections closed at accept: max_connections reached.",
+                |s| s.connections_rejected.get() as i64,
+            ),
+        ];
+        for (metric, kind, help, field) in listener_series {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for (listener, stats) in &self.listeners {
+                let sum: i64 = stats.iter().map(|s| field(s)).sum();
+                let _ = writeln!(out, "{metric}{{listener=\"{listener}\"}} {sum}");
+            }
+        }
+        let metric = "ringmesh_http_responses_total";
+        let _ = writeln!(
+            out,
+            "# HELP {metric} Responses sent, by status class.\n# TYPE {metric} counter"
+        );
+        for (listener, stats) in &self.listeners {
+            for (class_index, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let sum: u64 = stats
+                    .iter()
+                    .filter_map(|s| s.responses.get(class_index))
+                    .map(Counter::get)
+                    .sum();
+                let _ = writeln!(
+                    out,
+                    "{metric}{{listener=\"{listener}\",class=\"{class}\"}} {sum}"
+                );
+            }
+        }
+        type ClusterField = fn(&ClusterStats) -> u64;
+        let cluster_series: [(&str, &str, ClusterField); 3] = [
+            (
+                "ringmesh_upstream_requests_total",
+                "Requests sent upstream.",
+                |s| s.requests.get(),
+            ),
+            (
+                "ringmesh_upstream_connections_total",
+                "Upstream connections opened.",
+                |s| s.connections.get(),
+            ),
+            (
+                "ringmesh_upstream_connect_failures_total",
+                "Upstream connects that failed or timed out.",
+                |s| s.connect_failures.get(),
+            ),
+        ];
+        for (metric, help, field) in cluster_series {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for (cluster, stats) in &self.clusters {
+                let sum: u64 = stats.iter().map(|s| field(s)).sum();
+                let _ = writeln!(out, "{metric}{{cluster=\"{cluster}\"}} {sum}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_over_workers_and_classes() {
+        let (registry, mut scraper) = registry();
+        let a = Arc::new(ListenerStats::default());
+        let b = Arc::new(ListenerStats::default());
+        registry.register(Registration::Listener("edge".into(), a.clone()));
+        registry.register(Registration::Listener("edge".into(), b.clone()));
+        a.requests.add(2);
+        b.requests.inc();
+        a.response(204);
+        b.response(503);
+        b.response(599);
+        let text = scraper.render(&[]);
+        assert!(
+            text.contains("ringmesh_http_requests_total{listener=\"edge\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("ringmesh_http_responses_total{listener=\"edge\",class=\"2xx\"} 1"));
+        assert!(text.contains("ringmesh_http_responses_total{listener=\"edge\",class=\"5xx\"} 2"));
+    }
+}

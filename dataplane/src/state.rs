@@ -1,0 +1,274 @@
+//! Process-wide state shared by the workers (the published table, drain flag,
+//! adoption acknowledgements) and each worker's own view of the current table,
+//! rebuilt on a swap so pools and latency state carry over by stable id.
+
+use crate::balance::{ClusterRuntime, EndpointRuntime};
+use crate::bufpool::BufPool;
+use crate::driver::DriverKind;
+use crate::metrics::{ClusterStats, ListenerStats, Registration, Registry};
+use crate::table::Table;
+use arc_swap::ArcSwap;
+use ringmesh_api::snapshot::StableId;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What crosses cores: written rarely (a swap, a drain), read by workers at accept
+/// and between requests.
+pub struct Shared {
+    table: ArcSwap<Table>,
+    /// Generation of `table`, readable without touching the table's refcount.
+    generation: AtomicU64,
+    draining: AtomicBool,
+    /// Generation each worker has adopted, for acknowledging a swap.
+    adopted: Vec<AtomicU64>,
+    pub registry: Registry,
+}
+
+impl Shared {
+    pub fn new(table: Table, workers: usize, registry: Registry) -> Self {
+        let generation = table.generation;
+        Shared {
+            table: ArcSwap::from_pointee(table),
+            generation: AtomicU64::new(generation),
+            draining: AtomicBool::new(false),
+            adopted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            registry,
+        }
+    }
+
+    pub fn publish(&self, table: Table) {
+        let generation = table.generation;
+        self.table.store(Arc::new(table));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Lowest generation adopted by every worker.
+    pub fn adopted_by_all(&self) -> u64 {
+        self.adopted
+            .iter()
+            .map(|g| g.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// One worker's view of one table generation.
+pub struct WorkerTable {
+    pub table: Arc<Table>,
+    /// Aligned with `table.clusters`.
+    pub clusters: Vec<Rc<ClusterRuntime>>,
+    /// Aligned with `table.listeners`.
+    pub listener_stats: Vec<Arc<ListenerStats>>,
+}
+
+impl WorkerTable {
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.table.listeners.iter().position(|l| l.name == name)
+    }
+}
+
+/// Everything one worker thread owns.
+pub struct Worker {
+    pub index: usize,
+    pub driver: DriverKind,
+    pub shared: Arc<Shared>,
+    current: RefCell<Rc<WorkerTable>>,
+    endpoints: RefCell<HashMap<StableId, Rc<EndpointRuntime>>>,
+    listener_stats: RefCell<HashMap<String, Arc<ListenerStats>>>,
+    cluster_stats: RefCell<HashMap<String, Arc<ClusterStats>>>,
+    rng: Cell<u64>,
+    request_ids: Cell<u64>,
+    /// High half of every request id: differs per worker and per process run.
+    request_id_prefix: u64,
+    pub buffers: BufPool,
+    pub active_connections: Cell<usize>,
+    pub draining: Cell<bool>,
+    pub drain_deadline: Cell<Option<Instant>>,
+}
+
+impl Worker {
+    pub fn new(index: usize, driver: DriverKind, shared: Arc<Shared>) -> Rc<Worker> {
+        let table = shared.current();
+        let seed = seed_for(index);
+        let worker = Rc::new(Worker {
+            index,
+            driver,
+            shared,
+            current: RefCell::new(Rc::new(WorkerTable {
+                table: table.clone(),
+                clusters: Vec::new(),
+                listener_stats: Vec::new(),
+            })),
+            endpoints: RefCell::new(HashMap::new()),
+            listener_stats: RefCell::new(HashMap::new()),
+            cluster_stats: RefCell::new(HashMap::new()),
+            rng: Cell::new(seed),
+            request_ids: Cell::new(0),
+            request_id_prefix: seed.rotate_left(17) ^ ((index as u64) << 56),
+            buffers: BufPool::default(),
+            active_connections: Cell::new(0),
+            draining: Cell::new(false),
+            drain_deadline: Cell::new(None),
+        });
+        worker.adopt(table);
+        worker
+    }
+
+    /// The table to serve the next connection or request with; adopts a newer
+    /// published generation first.
+    pub fn table(&self) -> Rc<WorkerTable> {
+        let published = self.shared.generation();
+        let current = self.current.borrow().clone();
+        if current.table.generation == published {
+            return current;
+        }
+        self.adopt(self.shared.current());
+        self.current.borrow().clone()
+    }
+
+    /// Build this worker's view of `table`, carrying endpoint state by stable id.
+    pub fn adopt(&self, table: Arc<Table>) {
+        let mut endpoints = self.endpoints.borrow_mut();
+        let mut kept: HashMap<StableId, Rc<EndpointRuntime>> = HashMap::new();
+        let mut clusters = Vec::with_capacity(table.clusters.len());
+        for (index, cluster) in table.clusters.iter().enumerate() {
+            let members: Vec<Rc<EndpointRuntime>> = cluster
+                .endpoints
+                .iter()
+                .map(|spec| {
+                    let endpoint = match endpoints.get(&spec.id) {
+                        Some(existing) if existing.addr == spec.addr => existing.clone(),
+                        _ => Rc::new(EndpointRuntime::new(spec.id, spec.addr)),
+                    };
+                    kept.insert(spec.id, endpoint.clone());
+                    endpoint
+                })
+                .collect();
+            let stats = self.cluster_stats_for(&cluster.name);
+            clusters.push(Rc::new(ClusterRuntime::new(index, cluster, members, stats)));
+        }
+        // Endpoints no longer in any cluster: close their idle connections now;
+        // in-flight requests still hold them until they finish.
+        for (id, endpoint) in endpoints.iter() {
+            if !kept.contains_key(id) {
+                endpoint.idle.clear();
+            }
+        }
+        *endpoints = kept;
+        let listener_stats = table
+            .listeners
+            .iter()
+            .map(|l| self.listener_stats_for(&l.name))
+            .collect();
+        let generation = table.generation;
+        *self.current.borrow_mut() = Rc::new(WorkerTable {
+            table,
+            clusters,
+            listener_stats,
+        });
+        if let Some(adopted) = self.shared.adopted.get(self.index) {
+            adopted.store(generation, Ordering::Release);
+        }
+    }
+
+    fn listener_stats_for(&self, name: &str) -> Arc<ListenerStats> {
+        self.listener_stats
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let stats = Arc::new(ListenerStats::default());
+                self.shared
+                    .registry
+                    .register(Registration::Listener(name.to_string(), stats.clone()));
+                stats
+            })
+            .clone()
+    }
+
+    fn cluster_stats_for(&self, name: &str) -> Arc<ClusterStats> {
+        self.cluster_stats
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let stats = Arc::new(ClusterStats::default());
+                self.shared
+                    .registry
+                    .register(Registration::Cluster(name.to_string(), stats.clone()));
+                stats
+            })
+            .clone()
+    }
+
+    /// xorshift64*: cheap per-worker randomness for splits and P2C.
+    pub fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A 32-hex-digit request id unique per process run, without allocating.
+    pub fn next_request_id(&self) -> [u8; 32] {
+        let counter = self.request_ids.get().wrapping_add(1);
+        self.request_ids.set(counter);
+        let mut out = [0u8; 32];
+        write_hex(&mut out[..16], self.request_id_prefix);
+        write_hex(&mut out[16..], counter);
+        out
+    }
+}
+
+fn write_hex(out: &mut [u8], value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 60usize.saturating_sub(i * 4);
+        *slot = DIGITS[((value >> shift) & 0xf) as usize];
+    }
+}
+
+/// Per-process, per-worker seed: different across restarts so request ids do not
+/// repeat, without a syscall for randomness.
+fn seed_for(index: usize) -> u64 {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x5eed);
+    let mixed = time
+        ^ (u64::from(std::process::id()) << 32)
+        ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mixed | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_fixed_width() {
+        let mut out = [0u8; 16];
+        write_hex(&mut out, 0xab);
+        assert_eq!(&out, b"00000000000000ab");
+    }
+}

@@ -1,0 +1,317 @@
+//! The runtime table: a snapshot compiled once (regexes, split weights, header values)
+//! into the immutable form every worker reads on the request path.
+
+use regex::bytes::Regex;
+use ringmesh_api::snapshot::{
+    Balance, ClusterSpec, DirectResponse, EndpointSpec, ForwardHeaders, HeaderMatch, HeaderOps,
+    HeaderValueMatch, HostMatch, HttpLimits, ListenerKind, PathMatch, PoolSpec, RouteAction,
+    RouteSpec, Snapshot, StableId, TcpProxySpec,
+};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Table {
+    pub generation: u64,
+    pub listeners: Vec<ListenerTable>,
+    pub clusters: Vec<ClusterTable>,
+}
+
+#[derive(Debug)]
+pub struct ListenerTable {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub max_connections: u32,
+    pub mode: ListenerMode,
+}
+
+#[derive(Debug)]
+pub enum ListenerMode {
+    Tcp(TcpProxySpec),
+    Http(HttpTable),
+}
+
+#[derive(Debug)]
+pub struct HttpTable {
+    pub limits: HttpLimits,
+    pub codec_limits: ringmesh_http1::Limits,
+    pub forwarding: ForwardHeaders,
+    /// `1.1 <pseudonym>`, rendered once.
+    pub via_value: Option<Vec<u8>>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: Matcher,
+    pub action: Action,
+    pub timeout: Option<Duration>,
+    pub max_body: u64,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+#[derive(Debug, Default)]
+pub struct Matcher {
+    pub host: Option<HostMatch>,
+    pub path: Option<PathMatcher>,
+    pub methods: Vec<String>,
+    pub headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Debug)]
+pub enum PathMatcher {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub struct HeaderMatcher {
+    pub name: String,
+    pub value: ValueMatcher,
+}
+
+#[derive(Debug)]
+pub enum ValueMatcher {
+    Present,
+    Exact(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Index into `Table::clusters`.
+    Cluster(usize),
+    Split(WeightedSplit),
+    Direct(DirectResponse),
+}
+
+/// Cumulative weights so a pick is one random number and a short scan.
+#[derive(Debug)]
+pub struct WeightedSplit {
+    /// (exclusive upper bound of the cumulative weight, cluster index)
+    pub bounds: Vec<(u32, usize)>,
+    pub total: u32,
+}
+
+impl WeightedSplit {
+    /// `roll` is any random number; it is reduced modulo the total weight.
+    pub fn pick(&self, roll: u32) -> Option<usize> {
+        if self.total == 0 {
+            return None;
+        }
+        let point = roll % self.total;
+        self.bounds
+            .iter()
+            .find(|(upper, _)| point < *upper)
+            .map(|(_, cluster)| *cluster)
+    }
+}
+
+#[derive(Debug)]
+pub struct ClusterTable {
+    pub name: String,
+    pub id: StableId,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub pool: PoolSpec,
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+/// Why a snapshot could not become a runtime table.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("listener[{listener}].route[{route}]: {reason}")]
+    Route {
+        listener: usize,
+        route: usize,
+        reason: String,
+    },
+    #[error("{0}")]
+    Reference(String),
+}
+
+impl Table {
+    pub fn build(snapshot: &Snapshot) -> Result<Table, BuildError> {
+        let cluster_count = snapshot.clusters.len();
+        let mut listeners = Vec::with_capacity(snapshot.listeners.len());
+        for (listener_index, spec) in snapshot.listeners.iter().enumerate() {
+            let mode = match &spec.kind {
+                ListenerKind::Tcp(tcp) => {
+                    check_cluster(tcp.cluster.0 as usize, cluster_count, listener_index)?;
+                    ListenerMode::Tcp(tcp.clone())
+                }
+                ListenerKind::Http(http) => {
+                    let mut routes = Vec::with_capacity(http.routes.len());
+                    for (route_index, route) in http.routes.iter().enumerate() {
+                        let compiled =
+                            compile_route(route, http.limits.max_body_bytes, cluster_count)
+                                .map_err(|reason| BuildError::Route {
+                                    listener: listener_index,
+                                    route: route_index,
+                                    reason,
+                                })?;
+                        routes.push(compiled);
+                    }
+                    ListenerMode::Http(HttpTable {
+                        codec_limits: ringmesh_http1::Limits {
+                            max_request_line: http.limits.max_request_line as usize,
+                            max_header_bytes: http.limits.max_header_bytes as usize,
+                            max_headers: http.limits.max_headers as usize,
+                        },
+                        via_value: http
+                            .forwarding
+                            .via
+                            .as_ref()
+                            .map(|pseudonym| format!("1.1 {pseudonym}").into_bytes()),
+                        header_read_timeout: Duration::from_millis(
+                            http.limits.header_read_timeout_ms,
+                        ),
+                        idle_timeout: Duration::from_millis(http.limits.idle_timeout_ms),
+                        limits: http.limits.clone(),
+                        forwarding: http.forwarding.clone(),
+                        routes,
+                    })
+                }
+            };
+            listeners.push(ListenerTable {
+                name: spec.name.clone(),
+                bind: spec.bind,
+                max_connections: spec.max_connections,
+                mode,
+            });
+        }
+        let clusters = snapshot.clusters.iter().map(compile_cluster).collect();
+        Ok(Table {
+            generation: snapshot.generation,
+            listeners,
+            clusters,
+        })
+    }
+}
+
+fn check_cluster(index: usize, count: usize, listener: usize) -> Result<(), BuildError> {
+    if index < count {
+        Ok(())
+    } else {
+        Err(BuildError::Reference(format!(
+            "listener[{listener}].cluster: cluster index {index} out of range"
+        )))
+    }
+}
+
+fn compile_cluster(spec: &ClusterSpec) -> ClusterTable {
+    ClusterTable {
+        name: spec.name.clone(),
+        id: spec.id,
+        balance: spec.balance,
+        connect_timeout: Duration::from_millis(spec.connect_timeout_ms),
+        pool: spec.pool.clone(),
+        endpoints: spec.endpoints.clone(),
+    }
+}
+
+fn compile_route(
+    route: &RouteSpec,
+    default_max_body: u64,
+    cluster_count: usize,
+) -> Result<Route, String> {
+    let in_range = |index: u32| {
+        if (index as usize) < cluster_count {
+            Ok(index as usize)
+        } else {
+            Err(format!("cluster index {index} out of range"))
+        }
+    };
+    let action = match &route.action {
+        RouteAction::Cluster(cluster) => Action::Cluster(in_range(cluster.0)?),
+        RouteAction::Split(parts) => {
+            let mut bounds = Vec::with_capacity(parts.len());
+            let mut total: u32 = 0;
+            for part in parts {
+                total = total
+                    .checked_add(part.weight)
+                    .ok_or_else(|| "split weights overflow".to_string())?;
+                bounds.push((total, in_range(part.cluster.0)?));
+            }
+            if total == 0 {
+                return Err("split weights sum to zero".into());
+            }
+            Action::Split(WeightedSplit { bounds, total })
+        }
+        RouteAction::Direct(direct) => Action::Direct(direct.clone()),
+    };
+    let path = match &route.matcher.path {
+        None => None,
+        Some(PathMatch::Exact(path)) => Some(PathMatcher::Exact(path.clone())),
+        Some(PathMatch::Prefix(prefix)) => Some(PathMatcher::Prefix(prefix.clone())),
+        Some(PathMatch::Regex(pattern)) => Some(PathMatcher::Regex(anchored(pattern)?)),
+    };
+    let mut headers = Vec::with_capacity(route.matcher.headers.len());
+    for HeaderMatch { name, value } in &route.matcher.headers {
+        let value = match value {
+            HeaderValueMatch::Present => ValueMatcher::Present,
+            HeaderValueMatch::Exact(exact) => ValueMatcher::Exact(exact.clone()),
+            HeaderValueMatch::Regex(pattern) => ValueMatcher::Regex(anchored(pattern)?),
+        };
+        headers.push(HeaderMatcher {
+            name: name.to_ascii_lowercase(),
+            value,
+        });
+    }
+    Ok(Route {
+        name: route.name.clone(),
+        matcher: Matcher {
+            host: route.matcher.host.clone(),
+            path,
+            methods: route.matcher.methods.clone(),
+            headers,
+        },
+        action,
+        timeout: route.timeout_ms.map(Duration::from_millis),
+        max_body: route.max_body_bytes.unwrap_or(default_max_body),
+        request_headers: lower_ops(&route.request_headers),
+        response_headers: lower_ops(&route.response_headers),
+    })
+}
+
+fn anchored(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|err| format!("invalid regex: {err}"))
+}
+
+fn lower_ops(ops: &HeaderOps) -> HeaderOps {
+    HeaderOps {
+        remove: ops.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        set: ops
+            .set
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        add: ops
+            .add
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_pick_follows_weights() {
+        let split = WeightedSplit {
+            bounds: vec![(90, 0), (100, 1)],
+            total: 100,
+        };
+        let picks: Vec<_> = (0..100u32).filter_map(|roll| split.pick(roll)).collect();
+        assert_eq!(picks.iter().filter(|c| **c == 0).count(), 90);
+        assert_eq!(picks.iter().filter(|c| **c == 1).count(), 10);
+        assert_eq!(split.pick(u32::MAX), Some(0));
+    }
+}

@@ -1,0 +1,177 @@
+//! A worker thread: its accept loops (one `SO_REUSEPORT` socket per listener), the
+//! connections they spawn, and its drain. Nothing here is shared with other workers
+//! except the published table and the drain flag.
+
+use crate::state::{Shared, Worker};
+use crate::table::ListenerMode;
+use monoio::io::{CancelHandle, Canceller};
+use std::cell::RefCell;
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a worker looks for a new table or a drain while idle.
+const TICK: Duration = Duration::from_millis(50);
+
+pub struct WorkerPlan {
+    pub index: usize,
+    pub driver: crate::driver::DriverKind,
+    pub shared: Arc<Shared>,
+    /// (listener name, this worker's socket)
+    pub sockets: Vec<(String, TcpListener)>,
+    pub drain_timeout: Duration,
+    /// Told once this worker's runtime runs and its listeners are registered.
+    pub started: crossbeam_channel::Sender<usize>,
+}
+
+pub async fn run(plan: WorkerPlan) {
+    let worker = Worker::new(plan.index, plan.driver, plan.shared);
+    let canceller = Rc::new(RefCell::new(Canceller::new()));
+    let mut accepting = Vec::new();
+    for (name, socket) in plan.sockets {
+        match monoio::net::TcpListener::from_std(socket) {
+            Ok(listener) => {
+                let handle = canceller.borrow().handle();
+                accepting.push(monoio::spawn(accept_loop(
+                    worker.clone(),
+                    name,
+                    listener,
+                    handle,
+                )));
+            }
+            Err(err) => {
+                tracing::error!(listener = %name, error = %err, "cannot register listener with the driver")
+            }
+        }
+    }
+    let _ = plan.started.send(plan.index);
+    loop {
+        monoio::time::sleep(TICK).await;
+        // Adopt a new table even without traffic, so the swap is acknowledged.
+        let _ = worker.table();
+        if !worker.draining.get() && worker.shared.draining() {
+            worker.draining.set(true);
+            worker
+                .drain_deadline
+                .set(Some(Instant::now() + plan.drain_timeout));
+            // Wakes every pending accept and every idle keep-alive read.
+            let old = std::mem::take(&mut *canceller.borrow_mut());
+            let _ = old.cancel();
+        }
+        if worker.draining.get() {
+            let expired = worker
+                .drain_deadline
+                .get()
+                .is_some_and(|at| Instant::now() >= at);
+            if worker.active_connections.get() == 0 || expired {
+                if expired {
+                    tracing::warn!(
+                        worker = worker.index,
+                        open = worker.active_connections.get(),
+                        "drain deadline passed"
+                    );
+                }
+                break;
+            }
+        }
+    }
+    for task in accepting {
+        task.await;
+    }
+}
+
+async fn accept_loop(
+    worker: Rc<Worker>,
+    name: String,
+    listener: monoio::net::TcpListener,
+    cancel: CancelHandle,
+) {
+    loop {
+        if worker.draining.get() {
+            break;
+        }
+        match listener.cancelable_accept(cancel.clone()).await {
+            Ok((stream, peer)) => admit(&worker, &name, stream, peer, &cancel),
+            Err(err) => {
+                if worker.draining.get() {
+                    break;
+                }
+                // Out of descriptors and similar: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %err, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // Dropping the listener closes this worker's socket: no new connections.
+}
+
+fn admit(
+    worker: &Rc<Worker>,
+    name: &str,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+    cancel: &CancelHandle,
+) {
+    let table = worker.table();
+    let Some(index) = table.listener_index(name) else {
+        return;
+    };
+    let (Some(listener), Some(stats)) = (
+        table.table.listeners.get(index),
+        table.listener_stats.get(index),
+    ) else {
+        return;
+    };
+    if stats.connections_active.get() >= i64::from(listener.max_connections) {
+        stats.connections_rejected.inc();
+        return;
+    }
+    stats.connections.inc();
+    let guard = ConnectionGuard::new(worker.clone(), stats.clone());
+    match &listener.mode {
+        ListenerMode::Tcp(spec) => {
+            let spec = spec.clone();
+            let worker = worker.clone();
+            monoio::spawn(async move {
+                crate::forward::l4::serve(worker, table, &spec, stream).await;
+                drop(guard);
+            });
+        }
+        ListenerMode::Http(_) => {
+            let worker = worker.clone();
+            let name = name.to_string();
+            let cancel = cancel.clone();
+            drop(table);
+            monoio::spawn(async move {
+                crate::http::serve(worker, &name, stream, peer, cancel).await;
+                drop(guard);
+            });
+        }
+    }
+}
+
+/// Counts a connection as open for as long as its task lives.
+struct ConnectionGuard {
+    worker: Rc<Worker>,
+    stats: Arc<crate::metrics::ListenerStats>,
+}
+
+impl ConnectionGuard {
+    fn new(worker: Rc<Worker>, stats: Arc<crate::metrics::ListenerStats>) -> Self {
+        worker
+            .active_connections
+            .set(worker.active_connections.get() + 1);
+        stats.connections_active.inc();
+        ConnectionGuard { worker, stats }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.worker
+            .active_connections
+            .set(self.worker.active_connections.get().saturating_sub(1));
+        self.stats.connections_active.dec();
+    }
+}
