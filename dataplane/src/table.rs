@@ -279,8 +279,9 @@ fn compile_route(
     })
 }
 
+/// The snapshot carries regexes already anchored (`^(?:…)$`) and known to compile.
 fn anchored(pattern: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|err| format!("invalid regex: {err}"))
+    Regex::new(pattern).map_err(|err| format!("invalid regex: {err}"))
 }
 
 fn lower_ops(ops: &HeaderOps) -> HeaderOps {

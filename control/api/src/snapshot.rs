@@ -134,7 +134,8 @@ pub enum HostMatch {
 pub enum PathMatch {
     Exact(String),
     Prefix(String),
-    /// Anchored regex over the path (without query).
+    /// Regex over the path (without query), already anchored as `^(?:...)$` and
+    /// checked to compile with the `regex` crate: compile it as it is.
     Regex(String),
 }
 
@@ -149,6 +150,7 @@ pub struct HeaderMatch {
 pub enum HeaderValueMatch {
     Present,
     Exact(String),
+    /// Already anchored as `^(?:...)$` and checked to compile: compile it as it is.
     Regex(String),
 }
 

@@ -1,0 +1,100 @@
+//! Validation of one `[[cluster]]` and its endpoints.
+
+use super::scalar::{duration_ms, int_in, name, socket_addr, AddrUse};
+use crate::error::Errors;
+use crate::file::{BalanceFile, ClusterFile, EndpointValue};
+use crate::snapshot::Balance;
+use crate::validated::{ValidCluster, ValidEndpoint};
+use std::collections::HashMap;
+
+const MAX_ENDPOINT_WEIGHT: i64 = 65_535;
+const MAX_IDLE_CEILING: i64 = 10_000;
+
+pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Option<ValidCluster> {
+    let before = errors.0.len();
+    let name = name(errors, &format!("{at}.name"), &file.name);
+    let connect_timeout_ms = file
+        .connect_timeout
+        .as_ref()
+        .and_then(|d| duration_ms(errors, &format!("{at}.connect_timeout"), d, false));
+    let max_idle_per_endpoint = file.max_idle_per_endpoint.and_then(|n| {
+        int_in(
+            errors,
+            &format!("{at}.max_idle_per_endpoint"),
+            n,
+            0,
+            MAX_IDLE_CEILING,
+        )
+    });
+    let pool_idle_timeout_ms = file
+        .pool_idle_timeout
+        .as_ref()
+        .and_then(|d| duration_ms(errors, &format!("{at}.pool_idle_timeout"), d, false));
+    let endpoints = endpoints(errors, &format!("{at}.endpoints"), &file.endpoints);
+    if errors.0.len() != before {
+        return None;
+    }
+    Some(ValidCluster {
+        name: name?.to_string(),
+        balance: file.balance.map(|b| match b {
+            BalanceFile::RoundRobin => Balance::RoundRobin,
+            BalanceFile::P2cEwma => Balance::P2cEwma,
+        }),
+        connect_timeout_ms,
+        max_idle_per_endpoint,
+        pool_idle_timeout_ms,
+        endpoints,
+    })
+}
+
+fn endpoints(
+    errors: &mut Errors,
+    at: &str,
+    file: &Option<Vec<EndpointValue>>,
+) -> Vec<ValidEndpoint> {
+    let mut out = Vec::new();
+    let Some(list) = file else {
+        errors.add_hint(
+            at,
+            "a cluster needs endpoints",
+            "add endpoints = [\"127.0.0.1:9000\"]",
+        );
+        return out;
+    };
+    if list.is_empty() {
+        errors.add_hint(
+            at,
+            "endpoints is empty",
+            "add at least one, such as \"127.0.0.1:9000\"",
+        );
+    }
+    let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+    for (i, value) in list.iter().enumerate() {
+        let (addr_at, text, weight) = match value {
+            EndpointValue::Addr(text) => (format!("{at}[{i}]"), text, None),
+            EndpointValue::Table(t) => (format!("{at}[{i}].addr"), &t.addr, t.weight),
+        };
+        let addr = socket_addr(errors, &addr_at, text, AddrUse::Connect);
+        let weight = weight.and_then(|w| {
+            int_in(
+                errors,
+                &format!("{at}[{i}].weight"),
+                w,
+                1,
+                MAX_ENDPOINT_WEIGHT,
+            )
+        });
+        let Some(addr) = addr else { continue };
+        if let Some(first) = seen.get(&addr) {
+            errors.add_hint(
+                addr_at,
+                format!("duplicate endpoint {addr}"),
+                format!("also at {at}[{first}]; give one entry a weight instead"),
+            );
+            continue;
+        }
+        seen.insert(addr, i);
+        out.push(ValidEndpoint { addr, weight });
+    }
+    out
+}

@@ -1,0 +1,231 @@
+//! Validation of one `[[listener]]`: its kind, the keys that kind allows, and the
+//! HTTP limits checked against each other.
+
+use super::route::route;
+use super::scalar::{duration_ms, int_in, name, required, size_in, socket_addr, AddrUse};
+use super::ClusterNames;
+use crate::defaults;
+use crate::error::Errors;
+use crate::file::{ListenerFile, Protocol, ViaValue};
+use crate::validated::{default_route_name, ValidHttp, ValidListener, ValidListenerKind};
+use std::collections::HashMap;
+
+const MAX_CONNECTIONS: i64 = 1_000_000;
+/// Big enough for any real request head; heads beyond it are an abuse vector.
+const MAX_HEADER_BYTES_CEILING: u64 = 1024 * 1024;
+const MIN_HEADER_BYTES: u64 = 256;
+const MIN_REQUEST_LINE: u64 = 64;
+const MAX_HEADERS_CEILING: i64 = 10_000;
+
+pub(crate) fn listener(
+    errors: &mut Errors,
+    at: &str,
+    file: &ListenerFile,
+    clusters: &ClusterNames<'_>,
+) -> Option<ValidListener> {
+    let before = errors.0.len();
+    let name = name(errors, &format!("{at}.name"), &file.name);
+    let bind = required(errors, &format!("{at}.bind"), &file.bind)
+        .and_then(|b| socket_addr(errors, &format!("{at}.bind"), b, AddrUse::Bind));
+    let protocol = required(errors, &format!("{at}.protocol"), &file.protocol).copied();
+    let max_connections = file.max_connections.and_then(|n| {
+        int_in(
+            errors,
+            &format!("{at}.max_connections"),
+            n,
+            1,
+            MAX_CONNECTIONS,
+        )
+    });
+    let idle_timeout_ms = file
+        .idle_timeout
+        .as_ref()
+        .and_then(|d| duration_ms(errors, &format!("{at}.idle_timeout"), d, false));
+    let kind = match protocol {
+        Some(Protocol::Tcp) => tcp(errors, at, file, clusters),
+        Some(Protocol::Http) => http(errors, at, file, clusters).map(ValidListenerKind::Http),
+        None => None,
+    };
+    if errors.0.len() != before {
+        return None;
+    }
+    Some(ValidListener {
+        name: name?.to_string(),
+        bind: bind?,
+        max_connections,
+        idle_timeout_ms,
+        kind: kind?,
+    })
+}
+
+fn tcp(
+    errors: &mut Errors,
+    at: &str,
+    file: &ListenerFile,
+    clusters: &ClusterNames<'_>,
+) -> Option<ValidListenerKind> {
+    let http_only = [
+        ("max_request_line", file.max_request_line.is_some()),
+        ("max_header_bytes", file.max_header_bytes.is_some()),
+        ("max_headers", file.max_headers.is_some()),
+        ("header_read_timeout", file.header_read_timeout.is_some()),
+        ("max_body", file.max_body.is_some()),
+        ("x_forwarded_for", file.x_forwarded_for.is_some()),
+        ("x_forwarded_proto", file.x_forwarded_proto.is_some()),
+        ("via", file.via.is_some()),
+        ("request_id", file.request_id.is_some()),
+    ];
+    for (key, _) in http_only.iter().filter(|(_, set)| *set) {
+        errors.add_hint(
+            format!("{at}.{key}"),
+            format!("{key} is only for http listeners"),
+            "remove it, or set protocol = \"http\"",
+        );
+    }
+    if file.route.is_some() {
+        errors.add_hint(
+            format!("{at}.route"),
+            "routes are only for http listeners",
+            "a tcp listener forwards everything to its cluster; set protocol = \"http\" to route",
+        );
+    }
+    let cluster = match &file.cluster {
+        Some(cluster) => clusters.resolve(errors, &format!("{at}.cluster"), cluster),
+        None => {
+            errors.add_hint(
+                format!("{at}.cluster"),
+                "a tcp listener needs a cluster",
+                "add cluster = \"<name>\"",
+            );
+            None
+        }
+    };
+    Some(ValidListenerKind::Tcp {
+        cluster: cluster?,
+        splice: file.splice,
+    })
+}
+
+fn http(
+    errors: &mut Errors,
+    at: &str,
+    file: &ListenerFile,
+    clusters: &ClusterNames<'_>,
+) -> Option<ValidHttp> {
+    let before = errors.0.len();
+    if file.cluster.is_some() {
+        errors.add_hint(
+            format!("{at}.cluster"),
+            "cluster is not allowed on an http listener",
+            "add a route instead: [[listener.route]] with cluster = \"<name>\"",
+        );
+    }
+    if file.splice.is_some() {
+        errors.add_hint(
+            format!("{at}.splice"),
+            "splice is only for tcp listeners",
+            "remove it",
+        );
+    }
+    let max_header_bytes = file.max_header_bytes.as_ref().and_then(|s| {
+        size_in(
+            errors,
+            &format!("{at}.max_header_bytes"),
+            s,
+            MIN_HEADER_BYTES,
+            MAX_HEADER_BYTES_CEILING,
+        )
+    });
+    let header_ceiling = max_header_bytes.unwrap_or(u64::from(defaults::MAX_HEADER_BYTES));
+    let max_request_line = file.max_request_line.as_ref().and_then(|s| {
+        size_in(
+            errors,
+            &format!("{at}.max_request_line"),
+            s,
+            MIN_REQUEST_LINE,
+            MAX_HEADER_BYTES_CEILING,
+        )
+    });
+    let line = max_request_line.unwrap_or(u64::from(defaults::MAX_REQUEST_LINE));
+    // Only meaningful when both values are otherwise valid; compare effective values
+    // so a lowered max_header_bytes alone is caught against the default line limit.
+    let both_ok = file.max_header_bytes.is_none() || max_header_bytes.is_some();
+    let line_ok = file.max_request_line.is_none() || max_request_line.is_some();
+    if both_ok && line_ok && line > header_ceiling {
+        let key = if file.max_request_line.is_some() {
+            "max_request_line"
+        } else {
+            "max_header_bytes"
+        };
+        errors.add_hint(
+            format!("{at}.{key}"),
+            format!("max_request_line ({line}) is larger than max_header_bytes ({header_ceiling})"),
+            "the request line is part of the head; raise max_header_bytes or lower max_request_line",
+        );
+    }
+    let max_headers = file.max_headers.and_then(|n| {
+        int_in(
+            errors,
+            &format!("{at}.max_headers"),
+            n,
+            1,
+            MAX_HEADERS_CEILING,
+        )
+    });
+    let header_read_timeout_ms = file
+        .header_read_timeout
+        .as_ref()
+        .and_then(|d| duration_ms(errors, &format!("{at}.header_read_timeout"), d, false));
+    let max_body_bytes = file
+        .max_body
+        .as_ref()
+        .and_then(|s| size_in(errors, &format!("{at}.max_body"), s, 0, u64::MAX));
+    let via = match &file.via {
+        None => None,
+        Some(ViaValue::Off) => Some(None),
+        Some(ViaValue::Name(v)) => {
+            let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_graphic());
+            if !ok {
+                errors.add_hint(
+                    format!("{at}.via"),
+                    format!("via {v:?} is not a single visible word"),
+                    "write a name such as \"ringmesh\", or false to add no Via",
+                );
+            }
+            Some(Some(v.clone()))
+        }
+    };
+    let mut routes = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, r) in file.route.iter().flatten().enumerate() {
+        let route_at = format!("{at}.route[{i}]");
+        let effective = r.name.clone().unwrap_or_else(|| default_route_name(i));
+        if let Some(first) = names.get(&effective) {
+            errors.add_hint(
+                format!("{route_at}.name"),
+                format!("duplicate route name \"{effective}\""),
+                format!("also used by {at}.route[{first}]; route names appear in metrics"),
+            );
+        } else {
+            names.insert(effective, i);
+        }
+        if let Some(r) = route(errors, &route_at, r, clusters) {
+            routes.push(r);
+        }
+    }
+    if errors.0.len() != before {
+        return None;
+    }
+    Some(ValidHttp {
+        max_request_line: max_request_line.and_then(|v| u32::try_from(v).ok()),
+        max_header_bytes: max_header_bytes.and_then(|v| u32::try_from(v).ok()),
+        max_headers,
+        header_read_timeout_ms,
+        max_body_bytes,
+        x_forwarded_for: file.x_forwarded_for,
+        x_forwarded_proto: file.x_forwarded_proto,
+        via,
+        request_id: file.request_id,
+        routes,
+    })
+}
