@@ -9,8 +9,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod apply;
 pub mod balance;
 pub mod bufpool;
+pub mod control_client;
 pub mod driver;
 pub mod error;
 pub mod forward;
@@ -18,6 +20,7 @@ pub mod http;
 pub mod listen;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod reload;
 pub mod route;
 pub mod settings;
@@ -36,9 +39,51 @@ const EXIT_CONFIG: u8 = 1;
 /// Exit code for a failure after the configuration was accepted.
 const EXIT_RUNTIME: u8 = 2;
 
-pub fn run(args: Args) -> ExitCode {
-    let origin = args.config.display().to_string();
-    let snapshot = match ringmesh_api::compile_file(&args.config, 1) {
+/// Where tables come from.
+enum Source {
+    File(std::path::PathBuf),
+    Control {
+        path: std::path::PathBuf,
+        node: String,
+        session: control_client::Session,
+    },
+}
+
+/// The first table: compiled from the file, or the first buildable snapshot the
+/// control process sends (the dataplane serves nothing before it has one).
+fn initial(args: &Args) -> Result<(Source, ringmesh_api::Snapshot, table::Table), ExitCode> {
+    if let Some(path) = &args.control {
+        let node = args.node.clone().unwrap_or_else(hostname);
+        let (mut session, mut snapshot) = control_client::first_snapshot(path, &node);
+        loop {
+            match table::Table::build(&snapshot) {
+                Ok(table) => {
+                    let source = Source::Control {
+                        path: path.clone(),
+                        node,
+                        session,
+                    };
+                    return Ok((source, snapshot, table));
+                }
+                Err(err) => {
+                    tracing::error!(generation = snapshot.generation, error = %err, "first snapshot rejected");
+                    let next = session
+                        .nack(snapshot.generation, err.to_string())
+                        .and_then(|()| session.next_snapshot());
+                    match next {
+                        Ok(next) => snapshot = next,
+                        Err(_) => (session, snapshot) = control_client::first_snapshot(path, &node),
+                    }
+                }
+            }
+        }
+    }
+    let Some(path) = &args.config else {
+        eprintln!("give --config FILE or --control PATH");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    };
+    let origin = path.display().to_string();
+    let snapshot = match ringmesh_api::compile_file(path, 1) {
         Ok(snapshot) => snapshot,
         Err(errors) => {
             eprintln!("{errors}");
@@ -46,14 +91,35 @@ pub fn run(args: Args) -> ExitCode {
                 "{origin}: configuration rejected ({} problem(s)); nothing was started",
                 errors.errors.len()
             );
-            return ExitCode::from(EXIT_CONFIG);
+            return Err(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let table = match table::Table::build(&snapshot) {
-        Ok(table) => table,
+    match table::Table::build(&snapshot) {
+        Ok(table) => Ok((Source::File(path.clone()), snapshot, table)),
         Err(err) => {
             eprintln!("{origin}: {err}");
-            return ExitCode::from(EXIT_CONFIG);
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "dataplane".to_string())
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let (source, snapshot, table) = match initial(&args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let origin = match &source {
+        Source::File(path) => path.display().to_string(),
+        Source::Control { path, .. } => {
+            format!("snapshot {} from {}", snapshot.generation, path.display())
         }
     };
     let workers = snapshot
@@ -183,14 +249,46 @@ pub fn run(args: Args) -> ExitCode {
         "ready"
     );
 
-    let reloader = reload::Reloader::new(args.config.clone(), shared.clone());
-    match reload::wait_for_signals(&reloader) {
-        Ok(()) => {}
-        Err(err) => {
-            eprintln!("signal handling failed: {err}");
-            return ExitCode::from(EXIT_RUNTIME);
+    let applier = apply::Applier::new(shared.clone(), shared.current().bound_listeners());
+    notify::notify("READY=1");
+    let waited = match source {
+        Source::File(path) => reload::wait_for_signals(|| {
+            notify::reloading();
+            if let Err(errors) = reload::reload_file(&path, &applier) {
+                for line in errors.lines() {
+                    tracing::error!("reload rejected: {line}");
+                }
+                tracing::warn!(
+                    generation = applier.shared().generation(),
+                    "keeping the current configuration"
+                );
+            }
+            notify::notify("READY=1");
+        }),
+        Source::Control {
+            path,
+            node,
+            mut session,
+        } => {
+            if let Err(err) = session.ack(snapshot.generation) {
+                tracing::warn!(error = %err, "could not acknowledge the first snapshot");
+            }
+            if let Err(err) = control_client::follow(path, node, session, snapshot, applier) {
+                eprintln!("cannot start the control client thread: {err}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+            reload::wait_for_signals(|| {
+                tracing::info!(
+                    "SIGHUP ignored: tables come from ringmesh-control (reload it instead)"
+                );
+            })
         }
+    };
+    if let Err(err) = waited {
+        eprintln!("signal handling failed: {err}");
+        return ExitCode::from(EXIT_RUNTIME);
     }
+    notify::notify("STOPPING=1");
     shared.start_drain();
     tracing::info!(timeout = ?drain_timeout, "draining");
     for thread in threads {

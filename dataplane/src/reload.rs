@@ -1,53 +1,28 @@
-//! Signals on the main thread: SIGHUP recompiles the config file and publishes the
-//! new table (the old one keeps serving if anything is wrong); SIGTERM/SIGINT return
-//! so the caller can drain.
+//! Signals on the main thread: SIGHUP recompiles the config file (standalone mode)
+//! and applies it through the same path as a control-process push; SIGTERM/SIGINT
+//! return so the caller can drain.
 
-use crate::state::Shared;
-use crate::table::Table;
+use crate::apply::Applier;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::Path;
 
-pub struct Reloader {
-    path: PathBuf,
-    shared: Arc<Shared>,
+/// Compile the file with the next generation and apply it.
+pub fn reload_file(path: &Path, applier: &Applier) -> Result<u64, String> {
+    let generation = applier.shared().generation() + 1;
+    let snapshot =
+        ringmesh_api::compile_file(path, generation).map_err(|errors| errors.to_string())?;
+    let took = applier.apply(&snapshot)?;
+    tracing::info!(generation, took = ?took, "configuration applied");
+    Ok(generation)
 }
 
-impl Reloader {
-    pub fn new(path: PathBuf, shared: Arc<Shared>) -> Self {
-        Reloader { path, shared }
-    }
-
-    /// Compile and publish; on any error, log every problem and keep the old table.
-    pub fn reload(&self) -> Result<u64, String> {
-        let generation = self.shared.generation() + 1;
-        let snapshot = ringmesh_api::compile_file(&self.path, generation)
-            .map_err(|errors| errors.to_string())?;
-        let table =
-            Table::build(&snapshot).map_err(|err| format!("{}: {err}", self.path.display()))?;
-        self.shared.publish(table);
-        Ok(generation)
-    }
-}
-
-/// Block until SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
-pub fn wait_for_signals(reloader: &Reloader) -> std::io::Result<()> {
+/// Block until SIGTERM or SIGINT. `on_hup` runs for every SIGHUP meanwhile.
+pub fn wait_for_signals(mut on_hup: impl FnMut()) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     for signal in signals.forever() {
         match signal {
-            SIGHUP => match reloader.reload() {
-                Ok(generation) => tracing::info!(generation, "configuration reloaded"),
-                Err(errors) => {
-                    for line in errors.lines() {
-                        tracing::error!("reload rejected: {line}");
-                    }
-                    tracing::warn!(
-                        generation = reloader.shared.generation(),
-                        "keeping the current configuration"
-                    );
-                }
-            },
+            SIGHUP => on_hup(),
             _ => break,
         }
     }

@@ -20,10 +20,19 @@ pub enum DriverChoice {
     version,
     about = "ringmesh thread-per-core io_uring proxy"
 )]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "control"])))]
 pub struct Args {
     /// TOML configuration file (standalone mode; reloaded on SIGHUP).
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+
+    /// Unix socket of ringmesh-control: receive tables from it instead of a file.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// Node name announced to the control process (default: the host name).
+    #[arg(long, value_name = "NAME", requires = "control")]
+    pub node: Option<String>,
 
     /// io driver for the workers.
     #[arg(long, value_enum, default_value = "auto")]

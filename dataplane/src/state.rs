@@ -20,7 +20,11 @@ use std::time::Instant;
 /// and between requests.
 pub struct Shared {
     table: ArcSwap<Table>,
-    /// Generation of `table`, readable without touching the table's refcount.
+    /// Local publish counter, strictly increasing even when a restarted control
+    /// process starts its generations again; readable without touching the
+    /// table's refcount.
+    epoch: AtomicU64,
+    /// Generation (as numbered by its source) of `table`.
     generation: AtomicU64,
     draining: AtomicBool,
     /// Generation each worker has adopted, for acknowledging a swap.
@@ -31,8 +35,11 @@ pub struct Shared {
 impl Shared {
     pub fn new(table: Table, workers: usize, registry: Registry) -> Self {
         let generation = table.generation;
+        let mut table = table;
+        table.epoch = 1;
         Shared {
             table: ArcSwap::from_pointee(table),
+            epoch: AtomicU64::new(1),
             generation: AtomicU64::new(generation),
             draining: AtomicBool::new(false),
             adopted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
@@ -40,10 +47,21 @@ impl Shared {
         }
     }
 
-    pub fn publish(&self, table: Table) {
+    /// Make `table` current for every worker's next connection or request; returns
+    /// the epoch to wait for in `adopted_by_all`. Only the one publishing thread
+    /// (signal handler or control client) calls this.
+    pub fn publish(&self, mut table: Table) -> u64 {
+        let epoch = self.epoch.load(Ordering::Acquire) + 1;
+        table.epoch = epoch;
         let generation = table.generation;
         self.table.store(Arc::new(table));
         self.generation.store(generation, Ordering::Release);
+        self.epoch.store(epoch, Ordering::Release);
+        epoch
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub fn generation(&self) -> u64 {
@@ -62,7 +80,7 @@ impl Shared {
         self.draining.load(Ordering::Acquire)
     }
 
-    /// Lowest generation adopted by every worker.
+    /// Lowest epoch adopted by every worker.
     pub fn adopted_by_all(&self) -> u64 {
         self.adopted
             .iter()
@@ -137,9 +155,9 @@ impl Worker {
     /// The table to serve the next connection or request with; adopts a newer
     /// published generation first.
     pub fn table(&self) -> Rc<WorkerTable> {
-        let published = self.shared.generation();
+        let published = self.shared.epoch();
         let current = self.current.borrow().clone();
-        if current.table.generation == published {
+        if current.table.epoch == published {
             return current;
         }
         self.adopt(self.shared.current());
@@ -180,14 +198,14 @@ impl Worker {
             .iter()
             .map(|l| self.listener_stats_for(&l.name))
             .collect();
-        let generation = table.generation;
+        let epoch = table.epoch;
         *self.current.borrow_mut() = Rc::new(WorkerTable {
             table,
             clusters,
             listener_stats,
         });
         if let Some(adopted) = self.shared.adopted.get(self.index) {
-            adopted.store(generation, Ordering::Release);
+            adopted.store(epoch, Ordering::Release);
         }
     }
 

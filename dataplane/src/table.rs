@@ -13,8 +13,59 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Table {
     pub generation: u64,
+    /// Set by `Shared::publish`: the local, strictly increasing publish number.
+    pub epoch: u64,
     pub listeners: Vec<ListenerTable>,
     pub clusters: Vec<ClusterTable>,
+}
+
+impl Table {
+    /// Listeners must stay as bound at start: same names, addresses and protocols.
+    /// Returns what differs, for the rejection message.
+    pub fn listener_changes(&self, bound: &[(String, SocketAddr, bool)]) -> Vec<String> {
+        let now: Vec<(String, SocketAddr, bool)> = self
+            .listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    l.bind,
+                    matches!(l.mode, ListenerMode::Http(_)),
+                )
+            })
+            .collect();
+        let mut changes = Vec::new();
+        for listener in &now {
+            if !bound.contains(listener) {
+                changes.push(format!(
+                    "listener \"{}\" ({}) is new or changed",
+                    listener.0, listener.1
+                ));
+            }
+        }
+        for listener in bound {
+            if !now.contains(listener) {
+                changes.push(format!(
+                    "listener \"{}\" ({}) was removed or changed",
+                    listener.0, listener.1
+                ));
+            }
+        }
+        changes
+    }
+
+    pub fn bound_listeners(&self) -> Vec<(String, SocketAddr, bool)> {
+        self.listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    l.bind,
+                    matches!(l.mode, ListenerMode::Http(_)),
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -188,6 +239,7 @@ impl Table {
         let clusters = snapshot.clusters.iter().map(compile_cluster).collect();
         Ok(Table {
             generation: snapshot.generation,
+            epoch: 0,
             listeners,
             clusters,
         })

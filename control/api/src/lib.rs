@@ -20,6 +20,7 @@ mod suggest;
 pub mod units;
 pub mod validate;
 pub mod validated;
+pub mod wire;
 
 pub use error::{config_error, ConfigError, ConfigErrors, Location};
 pub use snapshot::Snapshot;

@@ -1,0 +1,211 @@
+//! The control-socket protocol between `ringmesh-control` and its clients
+//! (dataplanes and the CLI): length-prefixed JSON frames.
+//!
+//! # Frames
+//! Each frame is a big-endian `u32` payload length followed by that many bytes of
+//! UTF-8 JSON encoding one [`Message`]. The length is checked against
+//! [`MAX_FRAME`] before anything is allocated.
+//!
+//! # Compatibility rules
+//! - `PROTOCOL_MAJOR` changes only when an old peer could misread a new message.
+//!   Peers with different majors refuse each other in the handshake (`Reject`).
+//! - `PROTOCOL_MINOR` grows when fields or messages are added. New fields are
+//!   always optional (`#[serde(default)]`) so an older frame still decodes; a
+//!   peer ignores message kinds it does not know only after the handshake
+//!   agreed on a minor that has them.
+//! - Fields are never renamed or re-typed within a major version. Unknown fields
+//!   in a frame are ignored (forward compatibility), unlike the TOML file.
+//! - `tests/fixtures/wire/v1/*.json` hold frames written by version 1.0; they must
+//!   keep decoding (`tests/wire_golden.rs`). Add a fixture for every new message.
+
+use crate::snapshot::Snapshot;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+pub const PROTOCOL_MAJOR: u32 = 1;
+pub const PROTOCOL_MINOR: u32 = 0;
+
+/// Largest accepted frame: a table of 10,000 routes and 10,000 endpoints is a few MiB.
+pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ProtocolVersion {
+    pub const CURRENT: ProtocolVersion = ProtocolVersion {
+        major: PROTOCOL_MAJOR,
+        minor: PROTOCOL_MINOR,
+    };
+
+    pub fn compatible_with(self, other: ProtocolVersion) -> bool {
+        self.major == other.major
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Receives snapshots and acknowledges them.
+    Dataplane,
+    /// Asks for status or the current snapshot, then leaves.
+    Cli,
+}
+
+/// Per-dataplane line of a status answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneStatus {
+    pub node: String,
+    /// Highest generation this dataplane acknowledged (0: none yet).
+    pub acked_generation: u64,
+    /// Last rejection reason from this dataplane, if its latest answer was a Nack.
+    #[serde(default)]
+    pub last_nack: Option<String>,
+    /// Seconds since the dataplane connected.
+    pub connected_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStatus {
+    pub config_path: String,
+    /// Generation being served.
+    pub generation: u64,
+    /// Why the last reload was rejected, while the previous snapshot keeps serving.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    pub dataplanes: Vec<DataplaneStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// First frame from a client.
+    Hello {
+        protocol: ProtocolVersion,
+        role: Role,
+        /// Node name (dataplanes) or a free label (CLI).
+        node: String,
+    },
+    /// The control process accepts the client.
+    HelloAck { protocol: ProtocolVersion },
+    /// Either side refuses the other; the connection closes after it.
+    Reject { reason: String },
+    /// A complete table (control → dataplane).
+    Snapshot { snapshot: Box<Snapshot> },
+    /// Every worker serves `generation` now (dataplane → control).
+    Ack { generation: u64 },
+    /// The dataplane could not build `generation` and keeps its previous table.
+    Nack { generation: u64, reason: String },
+    /// CLI → control.
+    StatusRequest,
+    StatusReply { status: ControlStatus },
+    /// CLI → control: the snapshot being served (for `diff`).
+    SnapshotRequest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(u32),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("peer closed the connection")]
+    Closed,
+}
+
+/// The frame for `message`: length prefix and payload.
+pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
+    let mut frame = vec![0u8; 4];
+    serde_json::to_writer(&mut frame, message)?;
+    let len = u32::try_from(frame.len() - 4).map_err(|_| WireError::TooLarge(u32::MAX))?;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
+/// Decode one frame from the start of `buf`: `Ok(None)` when more bytes are
+/// needed, else the message and the bytes it used.
+pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
+    let Some(prefix) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let end = 4 + len as usize;
+    let Some(payload) = buf.get(4..end) else {
+        return Ok(None);
+    };
+    Ok(Some((serde_json::from_slice(payload)?, end)))
+}
+
+/// Blocking write of one frame.
+pub fn write_message(stream: &mut impl Write, message: &Message) -> Result<(), WireError> {
+    let frame = encode(message)?;
+    stream.write_all(&frame)?;
+    stream.flush()?;
+    Ok(())
+}
+
+/// Blocking read of one frame; `Closed` on a clean EOF before a frame starts.
+pub fn read_message(stream: &mut impl Read) -> Result<Message, WireError> {
+    let mut prefix = [0u8; 4];
+    match stream.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Err(WireError::Closed),
+        Err(err) => return Err(err.into()),
+    }
+    let len = u32::from_be_bytes(prefix);
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len as usize];
+    stream.read_exact(&mut payload)?;
+    Ok(serde_json::from_slice(&payload)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_partial_frames() {
+        let message = Message::Ack { generation: 7 };
+        let frame = encode(&message).unwrap();
+        for cut in 0..frame.len() {
+            assert!(decode(&frame[..cut]).unwrap().is_none());
+        }
+        let (decoded, used) = decode(&frame).unwrap().unwrap();
+        assert_eq!(decoded, message);
+        assert_eq!(used, frame.len());
+        let mut reader = &frame[..];
+        assert_eq!(read_message(&mut reader).unwrap(), message);
+        assert!(matches!(read_message(&mut reader), Err(WireError::Closed)));
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating() {
+        let frame = (MAX_FRAME + 1).to_be_bytes();
+        assert!(matches!(decode(&frame), Err(WireError::TooLarge(_))));
+        let mut reader = &frame[..];
+        assert!(matches!(read_message(&mut reader), Err(WireError::TooLarge(_))));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_majors_must_match() {
+        let text = br#"{"type":"ack","generation":3,"added_later":true}"#;
+        let mut frame = (text.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(text);
+        assert_eq!(decode(&frame).unwrap().unwrap().0, Message::Ack { generation: 3 });
+        let v2 = ProtocolVersion { major: 2, minor: 0 };
+        assert!(!ProtocolVersion::CURRENT.compatible_with(v2));
+        assert!(ProtocolVersion::CURRENT.compatible_with(ProtocolVersion { major: 1, minor: 9 }));
+    }
+}
