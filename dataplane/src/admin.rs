@@ -64,6 +64,7 @@ fn answer(admin: &mut Admin, mut stream: TcpStream) -> std::io::Result<()> {
         }
         "/metrics" => {
             let generation = admin.shared.generation() as i64;
+            let published = admin.shared.epoch() as i64;
             let adopted = admin.shared.adopted_by_all() as i64;
             let draining = i64::from(admin.shared.draining());
             let extra = [
@@ -73,8 +74,13 @@ fn answer(admin: &mut Admin, mut stream: TcpStream) -> std::io::Result<()> {
                     generation,
                 ),
                 (
-                    "ringmesh_table_generation_adopted",
-                    "Generation every worker has adopted.",
+                    "ringmesh_table_epoch",
+                    "Local publish counter of routing tables.",
+                    published,
+                ),
+                (
+                    "ringmesh_table_epoch_adopted",
+                    "Publish counter every worker has adopted.",
                     adopted,
                 ),
                 (

@@ -46,7 +46,7 @@ impl Applier {
                     "published, but not every worker adopted it within {ADOPTION_TIMEOUT:?}"
                 ));
             }
-            std::thread::sleep(Duration::from_millis(1));
+            crate::blocking_pause(Duration::from_millis(1));
         }
         Ok(started.elapsed())
     }

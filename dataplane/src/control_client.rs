@@ -150,7 +150,7 @@ pub fn first_snapshot(path: &Path, node: &str) -> (Session, Snapshot) {
                 } else {
                     tracing::warn!(error = %err, retry_in = ?pause, "waiting for the control process");
                 }
-                std::thread::sleep(pause);
+                crate::blocking_pause(pause);
             }
         }
     }
@@ -198,7 +198,7 @@ fn follow_forever(
         }
         // Reconnect; the control process sends its current snapshot right away.
         session = loop {
-            std::thread::sleep(backoff.wait());
+            crate::blocking_pause(backoff.wait());
             if applier.shared().draining() {
                 return;
             }

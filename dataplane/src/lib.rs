@@ -39,6 +39,13 @@ const EXIT_CONFIG: u8 = 1;
 /// Exit code for a failure after the configuration was accepted.
 const EXIT_RUNTIME: u8 = 2;
 
+/// Sleep on a thread that is not a worker (control client, reload). Workers use
+/// `monoio::time::sleep`; clippy forbids `std::thread::sleep` everywhere else.
+#[allow(clippy::disallowed_methods)]
+pub fn blocking_pause(pause: Duration) {
+    std::thread::sleep(pause);
+}
+
 /// Where tables come from.
 enum Source {
     File(std::path::PathBuf),

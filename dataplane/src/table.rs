@@ -365,6 +365,6 @@ mod tests {
         let picks: Vec<_> = (0..100u32).filter_map(|roll| split.pick(roll)).collect();
         assert_eq!(picks.iter().filter(|c| **c == 0).count(), 90);
         assert_eq!(picks.iter().filter(|c| **c == 1).count(), 10);
-        assert_eq!(split.pick(u32::MAX), Some(0));
+        assert_eq!(split.pick(u32::MAX), Some(1)); // 4294967295 % 100 = 95
     }
 }

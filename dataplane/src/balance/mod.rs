@@ -109,7 +109,7 @@ impl ClusterRuntime {
     /// Choose an endpoint; `roll` supplies randomness (two independent halves).
     pub fn pick(&self, roll: u64) -> Option<&Rc<EndpointRuntime>> {
         let index = match &self.picker {
-            Picker::RoundRobin(state) => state.borrow_mut().next()?,
+            Picker::RoundRobin(state) => state.borrow_mut().pick()?,
             Picker::P2c => p2c::choose(&self.endpoints, roll)?,
         };
         self.endpoints.get(index)

@@ -24,7 +24,7 @@ impl SmoothWeighted {
         }
     }
 
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn pick(&mut self) -> Option<usize> {
         if self.weights.is_empty() {
             return None;
         }
@@ -55,7 +55,7 @@ mod tests {
     #[test]
     fn weights_are_exact_per_window_and_interleaved() {
         let mut rr = SmoothWeighted::new(vec![5, 1, 1]);
-        let picks: Vec<usize> = (0..7).filter_map(|_| rr.next()).collect();
+        let picks: Vec<usize> = (0..7).filter_map(|_| rr.pick()).collect();
         assert_eq!(picks.iter().filter(|p| **p == 0).count(), 5);
         assert_eq!(picks.iter().filter(|p| **p == 1).count(), 1);
         assert_eq!(picks.iter().filter(|p| **p == 2).count(), 1);
@@ -65,8 +65,8 @@ mod tests {
     #[test]
     fn uniform_rotates() {
         let mut rr = SmoothWeighted::new(vec![1, 1, 1]);
-        let picks: Vec<usize> = (0..6).filter_map(|_| rr.next()).collect();
+        let picks: Vec<usize> = (0..6).filter_map(|_| rr.pick()).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
-        assert_eq!(SmoothWeighted::new(vec![]).next(), None);
+        assert_eq!(SmoothWeighted::new(vec![]).pick(), None);
     }
 }

@@ -14,14 +14,12 @@ impl IdlePool {
     /// The freshest idle connection not older than `max_idle`; older ones are closed.
     pub fn take(&self, now: Instant, max_idle: Duration) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
-        while let Some((stream, since)) = idle.pop() {
-            if now.saturating_duration_since(since) <= max_idle {
-                return Some(stream);
-            }
-            // Stale: every older entry is staler still.
-            idle.clear();
-            break;
+        let (stream, since) = idle.pop()?;
+        if now.saturating_duration_since(since) <= max_idle {
+            return Some(stream);
         }
+        // Stale: every older entry is staler still.
+        idle.clear();
         None
     }
 

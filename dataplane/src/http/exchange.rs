@@ -57,6 +57,9 @@ pub(super) async fn forward(
     // Head and whatever body bytes arrived with it go out in one write.
     let mut body = Body::new(head.body, route.max_body);
     write_upstream_head(conn, http, head, route);
+    if head.minor_version == 0 {
+        downgrade_request_line(&mut conn.out);
+    }
     let initial = match body.take(conn.buf.get(head.head_len..).unwrap_or(&[])) {
         Ok(n) => n,
         Err(err) => return conn.reply_error(&body_error(err), stats).await,
@@ -223,6 +226,20 @@ fn write_upstream_head(conn: &mut Conn, http: &HttpTable, head: &RequestHead, ro
     );
 }
 
+/// An HTTP/1.0 client cannot read a chunked response, and the body is relayed
+/// unchanged: ask the upstream in HTTP/1.0 too, so it answers with a length or
+/// closes (as nginx does by default).
+fn downgrade_request_line(out: &mut [u8]) {
+    let Some(line_end) = out.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    if let Some(version) = out.get_mut(line_end.saturating_sub(8)..line_end) {
+        if version == b"HTTP/1.1" {
+            version.copy_from_slice(b"HTTP/1.0");
+        }
+    }
+}
+
 fn body_error(err: BodyError) -> ProxyError {
     match err {
         BodyError::TooLarge => ProxyError::new(Side::Downstream, Kind::BodyTooLarge),
@@ -366,5 +383,20 @@ async fn exchange_head(
             }
             ReadOutcome::TimedOut => return Err(Failure::Reply(timed_out(deadline))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downgrade_touches_only_the_request_line() {
+        let mut out = b"GET / HTTP/1.1\r\nx: HTTP/1.1\r\n\r\n".to_vec();
+        downgrade_request_line(&mut out);
+        assert_eq!(&out[..], b"GET / HTTP/1.0\r\nx: HTTP/1.1\r\n\r\n");
+        let mut odd = b"GET".to_vec();
+        downgrade_request_line(&mut odd);
+        assert_eq!(&odd[..], b"GET");
     }
 }
