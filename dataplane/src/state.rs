@@ -237,6 +237,18 @@ impl Worker {
             .clone()
     }
 
+    /// Close pooled upstream connections idle longer than their cluster allows,
+    /// so they do not linger when traffic stops.
+    pub fn expire_idle_connections(&self) {
+        let now = Instant::now();
+        let current = self.current.borrow().clone();
+        for cluster in &current.clusters {
+            for endpoint in &cluster.endpoints {
+                endpoint.idle.expire(now, cluster.pool_idle_timeout);
+            }
+        }
+    }
+
     /// xorshift64*: cheap per-worker randomness for splits and P2C.
     pub fn random(&self) -> u64 {
         let mut x = self.rng.get();

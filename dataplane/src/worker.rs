@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How often a worker looks for a new table or a drain while idle.
 const TICK: Duration = Duration::from_millis(10);
+/// Idle pooled connections are checked for expiry every 10 ticks (100 ms).
+const SWEEP_EVERY_TICKS: u64 = 10;
 
 pub struct WorkerPlan {
     pub index: usize,
@@ -46,8 +48,13 @@ pub async fn run(plan: WorkerPlan) {
         }
     }
     let _ = plan.started.send(plan.index);
+    let mut ticks: u64 = 0;
     loop {
         monoio::time::sleep(TICK).await;
+        ticks += 1;
+        if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+            worker.expire_idle_connections();
+        }
         // Adopt a new table even without traffic, so the swap is acknowledged.
         let _ = worker.table();
         if !worker.draining.get() && worker.shared.draining() {

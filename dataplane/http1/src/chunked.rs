@@ -128,6 +128,16 @@ impl ChunkedDecoder {
 
     /// Feeds the next bytes of the body. Input may be split at any byte boundary.
     pub fn advance(&mut self, input: &[u8]) -> Result<ChunkProgress, ChunkError> {
+        self.advance_with(input, |_| {})
+    }
+
+    /// Like [`advance`](Self::advance), and reports each run of payload bytes as a
+    /// range of `input`: what a de-chunking relay (for an HTTP/1.0 client) forwards.
+    pub fn advance_with(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<ChunkProgress, ChunkError> {
         let mut i = 0;
         loop {
             match self.state {
@@ -140,6 +150,7 @@ impl ChunkedDecoder {
                     }
                     // Payload is skipped in bulk: only framing bytes are inspected.
                     let take = usize::try_from(self.remaining).map_or(avail, |r| r.min(avail));
+                    on_data(i..i + take);
                     i += take;
                     self.remaining -= take as u64;
                     self.data_bytes = self.data_bytes.saturating_add(take as u64);
@@ -295,5 +306,26 @@ fn hex_val(b: u8) -> Option<u8> {
         b'a'..=b'f' => Some(b - b'a' + 10),
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod data_tests {
+    use super::*;
+
+    #[test]
+    fn advance_with_reports_only_payload() {
+        let body = b"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
+        for split in 0..body.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut payload = Vec::new();
+            for part in [&body[..split], &body[split..]] {
+                decoder
+                    .advance_with(part, |range| payload.extend_from_slice(&part[range]))
+                    .unwrap();
+            }
+            assert!(decoder.is_done());
+            assert_eq!(payload, b"abcde", "split at {split}");
+        }
     }
 }

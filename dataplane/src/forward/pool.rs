@@ -30,6 +30,16 @@ impl IdlePool {
         }
     }
 
+    /// Close idle connections older than `max_idle` (they are stored oldest first).
+    pub fn expire(&self, now: Instant, max_idle: Duration) {
+        let mut idle = self.idle.borrow_mut();
+        let fresh_from = idle
+            .iter()
+            .position(|(_, since)| now.saturating_duration_since(*since) <= max_idle)
+            .unwrap_or(idle.len());
+        idle.drain(..fresh_from);
+    }
+
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }

@@ -40,9 +40,22 @@ impl Body {
 
     /// Bytes at the start of `input` that belong to this body.
     pub fn take(&mut self, input: &[u8]) -> Result<usize, BodyError> {
+        self.take_with(input, |_| {})
+    }
+
+    /// Like `take`, and reports the payload (without chunk framing) as ranges of
+    /// `input`, for relaying to a client that cannot read chunked framing.
+    pub fn take_with(
+        &mut self,
+        input: &[u8],
+        mut on_payload: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, BodyError> {
         match &mut self.state {
             State::Complete => Ok(0),
-            State::UntilClose => Ok(input.len()),
+            State::UntilClose => {
+                on_payload(0..input.len());
+                Ok(input.len())
+            }
             State::Remaining(left) => {
                 let n = usize::try_from(*left)
                     .unwrap_or(usize::MAX)
@@ -51,10 +64,13 @@ impl Body {
                 if *left == 0 {
                     self.state = State::Complete;
                 }
+                on_payload(0..n);
                 Ok(n)
             }
             State::Chunked(decoder) => {
-                let progress = decoder.advance(input).map_err(BodyError::Framing)?;
+                let progress = decoder
+                    .advance_with(input, on_payload)
+                    .map_err(BodyError::Framing)?;
                 if decoder.data_bytes() > self.max_payload {
                     return Err(BodyError::TooLarge);
                 }
@@ -102,6 +118,18 @@ mod tests {
             big.take(b"5\r\nabcde\r\n"),
             Err(BodyError::TooLarge)
         ));
+    }
+
+    #[test]
+    fn take_with_strips_chunk_framing() {
+        let mut body = Body::new(BodyFraming::Chunked, u64::MAX);
+        let input = b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n";
+        let mut payload = Vec::new();
+        let used = body
+            .take_with(input, |r| payload.extend_from_slice(&input[r]))
+            .ok();
+        assert_eq!(used, Some(input.len()));
+        assert_eq!(payload, b"abc");
     }
 
     #[test]

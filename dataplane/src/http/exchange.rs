@@ -20,6 +20,8 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Facts about the request that outlive its head's bytes in the client buffer.
 struct Sent {
     method: Method,
+    /// HTTP/1.0 client: cannot read chunked framing.
+    http10: bool,
     keep_alive: bool,
     upgrade: bool,
     expect_continue: bool,
@@ -48,6 +50,7 @@ pub(super) async fn forward(
     };
     let sent = Sent {
         method: head.method,
+        http10: head.minor_version == 0,
         keep_alive: head.keep_alive,
         upgrade: head.upgrade,
         expect_continue: head.expect_continue,
@@ -94,12 +97,28 @@ pub(super) async fn forward(
     };
 
     let upgraded = sent.upgrade && response.status == 101;
+    // A chunked response to an HTTP/1.0 client loses its framing and ends at close.
+    let dechunk = sent.http10 && matches!(response.body, BodyFraming::Chunked);
     let client_keep_alive = sent.keep_alive
+        && !dechunk
         && !conn.worker.draining.get()
         && !matches!(response.body, BodyFraming::UntilClose);
+    let dechunk_remove: Vec<String>;
+    let remove: &[String] = if dechunk {
+        dechunk_remove = route
+            .response_headers
+            .remove
+            .iter()
+            .cloned()
+            .chain(std::iter::once("transfer-encoding".to_string()))
+            .collect();
+        &dechunk_remove
+    } else {
+        &route.response_headers.remove
+    };
     conn.out.clear();
     let edits = HeadEdits {
-        remove: &route.response_headers.remove,
+        remove,
         set: &route.response_headers.set,
         add: &route.response_headers.add,
         keep_upgrade: upgraded,
@@ -118,10 +137,22 @@ pub(super) async fn forward(
     let mut response_body = Body::new(response.body, u64::MAX);
     let after_head = response_buf.get(response.head_len..).unwrap_or(&[]);
     let initial = if upgraded {
+        conn.out.extend_from_slice(after_head);
         after_head.len()
     } else {
-        match response_body.take(after_head) {
-            Ok(n) => n,
+        let out = &mut conn.out;
+        let taken = response_body.take_with(after_head, |payload| {
+            if dechunk {
+                out.extend_from_slice(&after_head[payload]);
+            }
+        });
+        match taken {
+            Ok(n) => {
+                if !dechunk {
+                    out.extend_from_slice(&after_head[..n]);
+                }
+                n
+            }
             Err(_) => {
                 let err =
                     ProxyError::new(Side::Upstream, Kind::BadResponse("invalid chunked framing"));
@@ -131,7 +162,6 @@ pub(super) async fn forward(
     };
     // Bytes beyond the body mean the upstream is out of step: never reuse it.
     let mut upstream_clean = after_head.len() == initial;
-    conn.out.extend_from_slice(&after_head[..initial]);
     let out = std::mem::take(&mut conn.out);
     let (written, returned) = io::write_all(&mut conn.client, out, None).await;
     conn.out = returned.unwrap_or_default();
@@ -153,15 +183,28 @@ pub(super) async fn forward(
             // Truncated or stalled after the head went out: all we can do is close.
             _ => return Next::Close,
         }
-        let n = match response_body.take(&response_buf) {
-            Ok(n) => n,
-            Err(_) => return Next::Close,
+        let written = if dechunk {
+            conn.out.clear();
+            let out = &mut conn.out;
+            let input = &response_buf;
+            let Ok(n) =
+                response_body.take_with(input, |payload| out.extend_from_slice(&input[payload]))
+            else {
+                return Next::Close;
+            };
+            upstream_clean &= n == response_buf.len();
+            let out = std::mem::take(&mut conn.out);
+            let (written, returned) = io::write_all(&mut conn.client, out, None).await;
+            conn.out = returned.unwrap_or_default();
+            written
+        } else {
+            let Ok(n) = response_body.take(&response_buf) else {
+                return Next::Close;
+            };
+            upstream_clean &= n == response_buf.len();
+            io::write_range(&mut conn.client, &mut response_buf, 0, n, None).await
         };
-        upstream_clean &= n == response_buf.len();
-        if !matches!(
-            io::write_range(&mut conn.client, &mut response_buf, 0, n, None).await,
-            WriteOutcome::Done
-        ) {
+        if !matches!(written, WriteOutcome::Done) {
             return Next::Close;
         }
     }
