@@ -1,5 +1,7 @@
 //! Every example in `configs/` (the files users copy) compiles.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 #[test]
