@@ -96,11 +96,7 @@ impl Session {
 }
 
 fn kind(message: &Message) -> String {
-    let text = format!("{message:?}");
-    text.split([' ', '{', '('])
-        .next()
-        .unwrap_or("?")
-        .to_string()
+    message.kind().to_string()
 }
 
 /// Backoff with full jitter, growing to `BACKOFF_MAX`.

@@ -89,20 +89,50 @@ pub enum Message {
         node: String,
     },
     /// The control process accepts the client.
-    HelloAck { protocol: ProtocolVersion },
+    HelloAck {
+        protocol: ProtocolVersion,
+    },
     /// Either side refuses the other; the connection closes after it.
-    Reject { reason: String },
+    Reject {
+        reason: String,
+    },
     /// A complete table (control → dataplane).
-    Snapshot { snapshot: Box<Snapshot> },
+    Snapshot {
+        snapshot: Box<Snapshot>,
+    },
     /// Every worker serves `generation` now (dataplane → control).
-    Ack { generation: u64 },
+    Ack {
+        generation: u64,
+    },
     /// The dataplane could not build `generation` and keeps its previous table.
-    Nack { generation: u64, reason: String },
+    Nack {
+        generation: u64,
+        reason: String,
+    },
     /// CLI → control.
     StatusRequest,
-    StatusReply { status: ControlStatus },
+    StatusReply {
+        status: ControlStatus,
+    },
     /// CLI → control: the snapshot being served (for `diff`).
     SnapshotRequest,
+}
+
+impl Message {
+    /// The message's name as it appears in the `type` field, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::HelloAck { .. } => "hello_ack",
+            Message::Reject { .. } => "reject",
+            Message::Snapshot { .. } => "snapshot",
+            Message::Ack { .. } => "ack",
+            Message::Nack { .. } => "nack",
+            Message::StatusRequest => "status_request",
+            Message::StatusReply { .. } => "status_reply",
+            Message::SnapshotRequest => "snapshot_request",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +225,10 @@ mod tests {
         let frame = (MAX_FRAME + 1).to_be_bytes();
         assert!(matches!(decode(&frame), Err(WireError::TooLarge(_))));
         let mut reader = &frame[..];
-        assert!(matches!(read_message(&mut reader), Err(WireError::TooLarge(_))));
+        assert!(matches!(
+            read_message(&mut reader),
+            Err(WireError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -203,7 +236,10 @@ mod tests {
         let text = br#"{"type":"ack","generation":3,"added_later":true}"#;
         let mut frame = (text.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(text);
-        assert_eq!(decode(&frame).unwrap().unwrap().0, Message::Ack { generation: 3 });
+        assert_eq!(
+            decode(&frame).unwrap().unwrap().0,
+            Message::Ack { generation: 3 }
+        );
         let v2 = ProtocolVersion { major: 2, minor: 0 };
         assert!(!ProtocolVersion::CURRENT.compatible_with(v2));
         assert!(ProtocolVersion::CURRENT.compatible_with(ProtocolVersion { major: 1, minor: 9 }));

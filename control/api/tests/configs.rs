@@ -20,6 +20,14 @@ fn every_example_config_compiles() {
             failures.push(errors.to_string());
         }
     }
-    assert!(failures.is_empty(), "example configs do not compile:\n{}", failures.join("\n"));
-    assert!(checked >= 3, "expected the example configs in {}", dir.display());
+    assert!(
+        failures.is_empty(),
+        "example configs do not compile:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        checked >= 3,
+        "expected the example configs in {}",
+        dir.display()
+    );
 }

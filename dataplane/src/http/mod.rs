@@ -19,6 +19,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Client read buffer: held for the connection's life, so it stays small (memory per
+/// idle keep-alive connection); heads beyond it grow it up to the header limit.
+/// Response bodies stream through 64 KiB pooled buffers instead.
+const CLIENT_BUF: usize = 16 * 1024;
+
 /// What the connection does after a request.
 pub(crate) enum Next {
     KeepAlive,
@@ -50,7 +55,7 @@ pub async fn serve(
 ) {
     let _ = client.set_nodelay(true);
     let mut conn = Conn {
-        buf: worker.buffers.take(),
+        buf: Vec::with_capacity(CLIENT_BUF),
         out: Vec::with_capacity(4096),
         request_fields: Vec::with_capacity(32),
         response_fields: Vec::with_capacity(32),
@@ -84,7 +89,6 @@ pub async fn serve(
             }
         }
     }
-    conn.worker.buffers.give(std::mem::take(&mut conn.buf));
 }
 
 async fn upgrade(

@@ -1,0 +1,301 @@
+//! One client connection, on its own thread: peer check, handshake, then either a
+//! dataplane session (snapshots out, Ack/Nack in) or a CLI session (requests and
+//! answers).
+//!
+//! # Dataplane session
+//! After `HelloAck` the control process sends the current snapshot at once, then
+//! every newer generation as it is published, never one twice and never out of
+//! order. A reader thread takes the dataplane's `Ack`/`Nack` answers; the writer
+//! (this thread) waits on the session's event channel. Either side ending (peer
+//! gone, write failure, protocol violation) stops the other.
+
+use crate::handshake::{self, check_peer_uid, message_kind, Accepted, Decision};
+use crate::socket::{peer_credentials, Peer};
+use crate::state::{AckOutcome, Event, SessionId, Shared, SnapshotFrame};
+use ringmesh_api::wire::{self, Message, ProtocolVersion, Role, WireError};
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time a new connection has to send its `Hello`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A dataplane that does not take a snapshot frame within this long is dropped
+/// (it reconnects and gets the current snapshot then).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A CLI client idle for this long is disconnected.
+pub const CLI_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one accepted connection to the end. Never panics on peer input.
+pub fn handle(mut stream: UnixStream, shared: Arc<Shared>, our_uid: u32) {
+    let peer = match peer_credentials(&stream) {
+        Ok(peer) => peer,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the peer's credentials; closing");
+            return;
+        }
+    };
+    if let Err(reason) = check_peer_uid(peer.uid, our_uid) {
+        tracing::warn!(
+            uid = peer.uid,
+            pid = peer.pid,
+            "refused control connection from uid {}: {reason}",
+            peer.uid
+        );
+        // Take the client's hello off the socket first (without trusting it with a
+        // large allocation), so that its write does not fail and it reads the
+        // reason instead of a broken pipe.
+        discard_hello(&mut stream);
+        refuse(&mut stream, reason);
+        return;
+    }
+    if let Err(err) = set_timeouts(&stream, Some(HANDSHAKE_TIMEOUT), Some(WRITE_TIMEOUT)) {
+        tracing::warn!(error = %err, "cannot set socket timeouts; closing");
+        return;
+    }
+    let first = match wire::read_message(&mut stream) {
+        Ok(first) => first,
+        Err(WireError::Closed) => {
+            tracing::debug!(pid = peer.pid, "peer closed before saying hello");
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(pid = peer.pid, error = %err, "bad first frame; closing");
+            refuse(&mut stream, format!("bad first frame: {err}"));
+            return;
+        }
+    };
+    match handshake::decide(&first, ProtocolVersion::CURRENT) {
+        Decision::Reject(reason) => {
+            tracing::warn!(pid = peer.pid, "refused client: {reason}");
+            refuse(&mut stream, reason);
+        }
+        Decision::Accept(client) => {
+            let ack = Message::HelloAck {
+                protocol: ProtocolVersion::CURRENT,
+            };
+            if let Err(err) = wire::write_message(&mut stream, &ack) {
+                tracing::warn!(node = %client.node, error = %err, "handshake failed");
+                return;
+            }
+            match client.role {
+                Role::Dataplane => serve_dataplane(stream, &shared, &client, peer),
+                Role::Cli => serve_cli(stream, &shared, &client),
+            }
+        }
+    }
+}
+
+/// Sends a `Reject` (best effort: the peer may already be gone) and closes.
+pub fn refuse(stream: &mut UnixStream, reason: String) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    if let Err(err) = wire::write_message(stream, &Message::Reject { reason }) {
+        tracing::debug!(error = %err, "could not deliver the reject frame");
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Largest hello an unauthorized peer may make us read (and throw away).
+const MAX_DISCARDED_HELLO: u64 = 64 * 1024;
+
+fn discard_hello(stream: &mut UnixStream) {
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_err()
+    {
+        return;
+    }
+    let mut prefix = [0u8; 4];
+    if stream.read_exact(&mut prefix).is_err() {
+        return;
+    }
+    let len = u64::from(u32::from_be_bytes(prefix));
+    if len <= MAX_DISCARDED_HELLO {
+        let _ = std::io::copy(&mut stream.take(len), &mut std::io::sink());
+    }
+}
+
+fn set_timeouts(
+    stream: &UnixStream,
+    read: Option<Duration>,
+    write: Option<Duration>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(read)?;
+    stream.set_write_timeout(write)
+}
+
+fn serve_dataplane(mut stream: UnixStream, shared: &Arc<Shared>, client: &Accepted, peer: Peer) {
+    let node = client.node.as_str();
+    let (id, first, events, stop) = shared.register(node);
+    let connected = Instant::now();
+    tracing::info!(
+        node,
+        pid = peer.pid,
+        protocol = %format_args!("{}.{}", client.protocol.major, client.protocol.minor),
+        generation = first.generation,
+        "dataplane connected"
+    );
+    // Answers come only after snapshots, which may be days apart: no read timeout.
+    let reader = match stream
+        .set_read_timeout(None)
+        .and_then(|()| stream.try_clone())
+    {
+        Ok(reader) => reader,
+        Err(err) => {
+            tracing::warn!(node, error = %err, "cannot set up the session");
+            shared.unregister(id);
+            return;
+        }
+    };
+    let reader_thread = {
+        let shared = Arc::clone(shared);
+        let node = node.to_string();
+        std::thread::Builder::new()
+            .name(format!("dp-read-{id}"))
+            .spawn(move || read_answers(reader, &shared, id, &node, &stop))
+    };
+    let reader_thread = match reader_thread {
+        Ok(handle) => handle,
+        Err(err) => {
+            tracing::warn!(node, error = %err, "cannot start the session's reader");
+            shared.unregister(id);
+            return;
+        }
+    };
+
+    let mut last_sent = 0;
+    let mut next = Some(first);
+    while let Some(frame) = next.take() {
+        if frame.generation > last_sent {
+            // Recorded before writing: a fast dataplane may answer before the write
+            // call returns, and its Ack must find the generation already sent.
+            last_sent = frame.generation;
+            shared.mark_sent(id, last_sent);
+            if let Err(err) = stream.write_all(&frame.bytes).and_then(|()| stream.flush()) {
+                tracing::warn!(node, generation = last_sent, error = %err, "sending the snapshot failed; closing");
+                break;
+            }
+            tracing::debug!(node, generation = last_sent, "snapshot sent");
+        }
+        next = next_to_send(&events);
+    }
+    shared.unregister(id);
+    let _ = stream.shutdown(Shutdown::Both);
+    if reader_thread.join().is_err() {
+        tracing::error!(node, "session reader panicked");
+    }
+    tracing::info!(node, connected_for = ?connected.elapsed(), "dataplane disconnected");
+}
+
+/// Waits for the next snapshot to send; `None` when the session should end. When
+/// several generations queued up while the previous write was slow, only the
+/// newest is sent: every snapshot is complete, so the ones between are moot.
+fn next_to_send(events: &Receiver<Event>) -> Option<Arc<SnapshotFrame>> {
+    let mut newest = match events.recv() {
+        Ok(Event::Snapshot(frame)) => frame,
+        Ok(Event::PeerGone) | Err(_) => return None,
+    };
+    loop {
+        match events.try_recv() {
+            Ok(Event::Snapshot(frame)) => newest = frame,
+            Ok(Event::PeerGone) => return None,
+            Err(_) => return Some(newest),
+        }
+    }
+}
+
+/// Reads the dataplane's answers until it leaves or breaks the protocol, then
+/// tells the writer to stop.
+fn read_answers(
+    mut stream: UnixStream,
+    shared: &Shared,
+    id: SessionId,
+    node: &str,
+    stop: &Sender<Event>,
+) {
+    loop {
+        match wire::read_message(&mut stream) {
+            Ok(Message::Ack { generation }) => match shared.record_ack(id, generation) {
+                AckOutcome::Recorded {
+                    latency: Some(latency),
+                } => {
+                    tracing::info!(node, generation, since_publish = ?latency, "dataplane acknowledged")
+                }
+                AckOutcome::Recorded { latency: None } => {
+                    tracing::info!(node, generation, "dataplane acknowledged")
+                }
+                AckOutcome::NotSent { sent } => {
+                    tracing::warn!(
+                        node,
+                        generation,
+                        sent,
+                        "ack for a generation never sent; ignored"
+                    )
+                }
+                AckOutcome::Stale { acked } => {
+                    tracing::debug!(node, generation, acked, "late ack for an older generation")
+                }
+            },
+            Ok(Message::Nack { generation, reason }) => {
+                if shared.record_nack(id, generation, &reason) {
+                    tracing::warn!(node, generation, %reason, "dataplane rejected the snapshot and keeps its previous table");
+                } else {
+                    tracing::warn!(node, generation, %reason, "nack for a generation never sent; ignored");
+                }
+            }
+            Ok(other) => {
+                tracing::warn!(
+                    node,
+                    kind = message_kind(&other),
+                    "unexpected message from a dataplane; closing"
+                );
+                break;
+            }
+            Err(WireError::Closed) => break,
+            Err(err) => {
+                tracing::debug!(node, error = %err, "dataplane connection ended");
+                break;
+            }
+        }
+    }
+    let _ = stop.send(Event::PeerGone);
+}
+
+fn serve_cli(mut stream: UnixStream, shared: &Shared, client: &Accepted) {
+    let label = client.node.as_str();
+    if let Err(err) = stream.set_read_timeout(Some(CLI_IDLE_TIMEOUT)) {
+        tracing::debug!(error = %err, "cannot set the CLI read timeout");
+        return;
+    }
+    tracing::debug!(label, "cli client connected");
+    loop {
+        let answer = match wire::read_message(&mut stream) {
+            Ok(Message::StatusRequest) => Message::StatusReply {
+                status: shared.status(),
+            },
+            Ok(Message::SnapshotRequest) => Message::Snapshot {
+                snapshot: Box::new((*shared.current()).clone()),
+            },
+            Ok(other) => {
+                let kind = message_kind(&other);
+                tracing::warn!(label, kind, "unexpected message from a cli client; closing");
+                refuse(
+                    &mut stream,
+                    format!("{kind} is not a request a cli client can make"),
+                );
+                return;
+            }
+            Err(WireError::Closed) => return,
+            Err(err) => {
+                tracing::debug!(label, error = %err, "cli connection ended");
+                return;
+            }
+        };
+        if let Err(err) = wire::write_message(&mut stream, &answer) {
+            tracing::debug!(label, error = %err, "cli connection ended");
+            return;
+        }
+    }
+}

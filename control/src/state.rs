@@ -1,0 +1,314 @@
+//! What the control process knows, shared by the accept loop, every connection
+//! thread and the reload thread: the snapshot being served, the last reload error,
+//! and one entry per connected dataplane with the channel that feeds it snapshots.
+//!
+//! One `Mutex` guards it all. This is not the request path: it is taken a few times
+//! per connection and per reload, never while doing IO. Publishing a snapshot and
+//! registering a dataplane both happen under it, which is what guarantees that a
+//! dataplane gets every generation exactly once and in order: it either sees the new
+//! snapshot as "current" when it registers, or receives it through its channel.
+
+use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, Message, WireError};
+use ringmesh_api::Snapshot;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Identifies one dataplane connection (a node may connect more than once).
+pub type SessionId = u64;
+
+/// A snapshot encoded once as a wire frame, shared by every connection that sends
+/// it: fan-out to many dataplanes costs one serialization, not one per dataplane.
+#[derive(Debug)]
+pub struct SnapshotFrame {
+    pub generation: u64,
+    /// Length prefix and payload, ready to write.
+    pub bytes: Vec<u8>,
+}
+
+impl SnapshotFrame {
+    pub fn encode(snapshot: &Snapshot) -> Result<SnapshotFrame, WireError> {
+        let bytes = wire::encode(&Message::Snapshot {
+            snapshot: Box::new(snapshot.clone()),
+        })?;
+        Ok(SnapshotFrame {
+            generation: snapshot.generation,
+            bytes,
+        })
+    }
+}
+
+/// What a dataplane connection's writer waits for.
+#[derive(Debug)]
+pub enum Event {
+    /// A new generation to send.
+    Snapshot(Arc<SnapshotFrame>),
+    /// The reader saw the peer leave or misbehave: stop writing and close.
+    PeerGone,
+}
+
+/// What an `Ack` meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Recorded. `latency` is the time since that generation was published, when it
+    /// is the one being served.
+    Recorded { latency: Option<Duration> },
+    /// The generation was never sent to this dataplane: ignored.
+    NotSent { sent: u64 },
+    /// Older than one already acknowledged (answers can arrive late): ignored.
+    Stale { acked: u64 },
+}
+
+struct DataplaneEntry {
+    node: String,
+    connected_at: Instant,
+    /// Highest generation acknowledged (0: none yet).
+    acked: u64,
+    /// Highest generation handed to the writer.
+    sent: u64,
+    last_nack: Option<String>,
+    events: Sender<Event>,
+}
+
+struct State {
+    current: Arc<Snapshot>,
+    current_frame: Arc<SnapshotFrame>,
+    published_at: Instant,
+    last_error: Option<String>,
+    dataplanes: BTreeMap<SessionId, DataplaneEntry>,
+    next_id: SessionId,
+}
+
+/// The control process's state, shared between threads behind an `Arc`.
+pub struct Shared {
+    config_path: PathBuf,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// Fails only if the snapshot cannot be encoded (larger than a frame may be).
+    pub fn new(config_path: PathBuf, first: Snapshot) -> Result<Self, WireError> {
+        let frame = SnapshotFrame::encode(&first)?;
+        Ok(Shared {
+            config_path,
+            state: Mutex::new(State {
+                current: Arc::new(first),
+                current_frame: Arc::new(frame),
+                published_at: Instant::now(),
+                last_error: None,
+                dataplanes: BTreeMap::new(),
+                next_id: 1,
+            }),
+        })
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another thread cannot leave this state half-updated in a way
+        // that matters more than stopping service would: keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The snapshot being served.
+    pub fn current(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.lock().current)
+    }
+
+    /// Registers a dataplane. Returns its id, the snapshot to send first, the
+    /// receiver its writer waits on, and a sender its reader uses to stop the writer.
+    pub fn register(
+        &self,
+        node: &str,
+    ) -> (
+        SessionId,
+        Arc<SnapshotFrame>,
+        Receiver<Event>,
+        Sender<Event>,
+    ) {
+        let (events, receiver) = mpsc::channel();
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let first = Arc::clone(&state.current_frame);
+        state.dataplanes.insert(
+            id,
+            DataplaneEntry {
+                node: node.to_string(),
+                connected_at: Instant::now(),
+                acked: 0,
+                sent: 0,
+                last_nack: None,
+                events: events.clone(),
+            },
+        );
+        (id, first, receiver, events)
+    }
+
+    pub fn unregister(&self, id: SessionId) {
+        self.lock().dataplanes.remove(&id);
+    }
+
+    /// The writer handed `generation` to the socket.
+    pub fn mark_sent(&self, id: SessionId, generation: u64) {
+        if let Some(entry) = self.lock().dataplanes.get_mut(&id) {
+            entry.sent = entry.sent.max(generation);
+        }
+    }
+
+    pub fn record_ack(&self, id: SessionId, generation: u64) -> AckOutcome {
+        let mut state = self.lock();
+        let serving = state.current.generation;
+        let latency = (generation == serving).then(|| state.published_at.elapsed());
+        let Some(entry) = state.dataplanes.get_mut(&id) else {
+            return AckOutcome::Recorded { latency: None };
+        };
+        if generation > entry.sent {
+            return AckOutcome::NotSent { sent: entry.sent };
+        }
+        if generation < entry.acked {
+            return AckOutcome::Stale { acked: entry.acked };
+        }
+        entry.acked = generation;
+        entry.last_nack = None;
+        AckOutcome::Recorded { latency }
+    }
+
+    /// Records a rejection; `false` if the generation was never sent (ignored).
+    pub fn record_nack(&self, id: SessionId, generation: u64, reason: &str) -> bool {
+        let mut state = self.lock();
+        let Some(entry) = state.dataplanes.get_mut(&id) else {
+            return false;
+        };
+        if generation > entry.sent {
+            return false;
+        }
+        entry.last_nack = Some(format!("generation {generation}: {reason}"));
+        true
+    }
+
+    /// Serves `snapshot` from now on, queues it for every dataplane, clears the last
+    /// reload error, and returns how many dataplanes it was queued for. Fails, and
+    /// changes nothing, if the snapshot cannot be encoded.
+    pub fn publish(&self, snapshot: Snapshot) -> Result<usize, WireError> {
+        let frame = Arc::new(SnapshotFrame::encode(&snapshot)?);
+        let mut state = self.lock();
+        state.current = Arc::new(snapshot);
+        state.current_frame = Arc::clone(&frame);
+        state.published_at = Instant::now();
+        state.last_error = None;
+        // A closed channel means the connection is on its way out; it unregisters
+        // itself, so only count the ones that took it.
+        Ok(state
+            .dataplanes
+            .values()
+            .filter(|entry| {
+                entry
+                    .events
+                    .send(Event::Snapshot(Arc::clone(&frame)))
+                    .is_ok()
+            })
+            .count())
+    }
+
+    /// Keeps `error` for `status` until the next successful reload.
+    pub fn set_error(&self, error: String) {
+        self.lock().last_error = Some(error);
+    }
+
+    pub fn clear_error(&self) {
+        self.lock().last_error = None;
+    }
+
+    pub fn status(&self) -> ControlStatus {
+        let state = self.lock();
+        ControlStatus {
+            config_path: self.config_path.display().to_string(),
+            generation: state.current.generation,
+            last_error: state.last_error.clone(),
+            dataplanes: state
+                .dataplanes
+                .values()
+                .map(|entry| DataplaneStatus {
+                    node: entry.node.clone(),
+                    acked_generation: entry.acked,
+                    last_nack: entry.last_nack.clone(),
+                    connected_secs: entry.connected_at.elapsed().as_secs(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringmesh_api::compile_str;
+
+    fn snapshot(generation: u64) -> Snapshot {
+        compile_str(
+            "[[cluster]]\nname = \"a\"\nendpoints = [\"127.0.0.1:1\"]\n",
+            "mesh.toml",
+            generation,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dataplane_sees_every_generation_once() {
+        let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
+        let (id, first, receiver, _stop) = shared.register("node-a");
+        assert_eq!(first.generation, 1);
+        assert_eq!(shared.publish(snapshot(2)).unwrap(), 1);
+        match receiver.try_recv() {
+            Ok(Event::Snapshot(s)) => assert_eq!(s.generation, 2),
+            other => panic!("expected generation 2, got {other:?}"),
+        }
+        shared.unregister(id);
+        assert_eq!(shared.publish(snapshot(3)).unwrap(), 0);
+    }
+
+    #[test]
+    fn acks_and_nacks_are_checked_against_what_was_sent() {
+        let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
+        let (id, _, _receiver, _stop) = shared.register("node-a");
+        assert_eq!(shared.record_ack(id, 1), AckOutcome::NotSent { sent: 0 });
+        shared.mark_sent(id, 1);
+        assert!(matches!(
+            shared.record_ack(id, 1),
+            AckOutcome::Recorded { latency: Some(_) }
+        ));
+        shared.publish(snapshot(2)).unwrap();
+        shared.mark_sent(id, 2);
+        assert!(shared.record_nack(id, 2, "bind failed"));
+        assert!(!shared.record_nack(id, 5, "never sent"));
+        let status = shared.status();
+        assert_eq!(status.generation, 2);
+        assert_eq!(status.dataplanes[0].acked_generation, 1);
+        assert_eq!(
+            status.dataplanes[0].last_nack.as_deref(),
+            Some("generation 2: bind failed")
+        );
+        assert!(matches!(
+            shared.record_ack(id, 2),
+            AckOutcome::Recorded { .. }
+        ));
+        assert_eq!(shared.record_ack(id, 1), AckOutcome::Stale { acked: 2 });
+        assert_eq!(shared.status().dataplanes[0].last_nack, None);
+    }
+
+    #[test]
+    fn errors_are_kept_until_a_publish() {
+        let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
+        shared.set_error("mesh.toml: cluster[0].name: bad".into());
+        assert!(shared.status().last_error.is_some());
+        shared.publish(snapshot(2)).unwrap();
+        assert_eq!(shared.status().last_error, None);
+    }
+}
