@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
+pub mod resilience;
 pub mod route;
 pub mod settings;
 pub mod state;

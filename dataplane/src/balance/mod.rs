@@ -2,8 +2,12 @@
 //! for each request. Endpoint state (EWMA, in-flight, idle pool) is keyed by stable id
 //! so it survives table swaps; balancer cursors are rebuilt with the cluster.
 
+pub mod least_request;
+pub mod maglev;
 mod p2c;
+pub mod ring_hash;
 mod round_robin;
+pub mod slow_start;
 
 use crate::forward::pool::IdlePool;
 use crate::metrics::ClusterStats;
