@@ -1,2 +1,53 @@
-//! ringmesh-bench entry point.
-fn main() {}
+//! ringmesh-bench: `demo` (the README's first command) and the proxy benchmarks
+//! (`http`, `l4`) that compare ringmesh with a direct connection, nginx and HAProxy.
+
+mod cpu;
+mod demo;
+mod peers;
+mod procs;
+mod report;
+mod scenario;
+mod wrk;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ringmesh-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start two upstreams and the dataplane, drive load with SLOs, print the verdict.
+    Demo(demo::DemoArgs),
+    /// HTTP/1.1 proxy benchmark: direct vs ringmesh vs nginx vs HAProxy.
+    Http(scenario::BenchArgs),
+    /// L4 benchmark: TCP relay of the same HTTP/1.1 load.
+    L4(scenario::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match &cli.cmd {
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Http(a) => {
+            let mut layers = vec![peers::Layer::Http];
+            if a.l4 {
+                layers.push(peers::Layer::L4);
+            }
+            scenario::run(&layers, a)
+        }
+        Cmd::L4(a) => scenario::run(&[peers::Layer::L4], a),
+    };
+    match res {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("ringmesh-bench: {e:#}");
+            ExitCode::from(demo::EXIT_SETUP as u8)
+        }
+    }
+}

@@ -232,6 +232,10 @@ fn apply_and_answer(
         &same == now
     });
     if unchanged {
+        applier.shared().renumber(generation);
+        if let Some(now) = current.as_mut() {
+            now.generation = generation;
+        }
         return session.ack(generation);
     }
     match applier.apply(&snapshot) {

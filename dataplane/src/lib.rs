@@ -21,12 +21,14 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod policy;
 pub mod reload;
 pub mod resilience;
 pub mod route;
 pub mod settings;
 pub mod state;
 pub mod table;
+pub mod tls;
 pub mod worker;
 
 use settings::Args;

@@ -54,6 +54,8 @@ pub struct ListenerStats {
     pub connections: Counter,
     /// Connections closed at once because `max_connections` was reached.
     pub connections_rejected: Counter,
+    /// Requests (or TCP connections) refused by the rate limit.
+    pub rate_limited: Counter,
 }
 
 impl ListenerStats {
@@ -71,6 +73,11 @@ pub struct ClusterStats {
     pub requests: Counter,
     pub connections: Counter,
     pub connect_failures: Counter,
+    pub retries: Counter,
+    pub retries_budget_exhausted: Counter,
+    pub outlier_ejections: Counter,
+    pub overflows: Counter,
+    pub health_check_failures: Counter,
 }
 
 pub enum Registration {
@@ -136,7 +143,13 @@ impl Scraper {
             );
         }
         type ListenerField = fn(&ListenerStats) -> i64;
-        let listener_series: [(&str, &str, &str, ListenerField); 4] = [
+        let listener_series: [(&str, &str, &str, ListenerField); 5] = [
+            (
+                "ringmesh_rate_limited_total",
+                "counter",
+                "Requests or connections refused by a rate limit.",
+                |s| s.rate_limited.get() as i64,
+            ),
             (
                 "ringmesh_http_requests_total",
                 "counter",
@@ -188,7 +201,32 @@ impl Scraper {
             }
         }
         type ClusterField = fn(&ClusterStats) -> u64;
-        let cluster_series: [(&str, &str, ClusterField); 3] = [
+        let cluster_series: [(&str, &str, ClusterField); 8] = [
+            (
+                "ringmesh_upstream_retries_total",
+                "Retries sent upstream.",
+                |s| s.retries.get(),
+            ),
+            (
+                "ringmesh_upstream_retries_budget_exhausted_total",
+                "Retries refused by the retry budget.",
+                |s| s.retries_budget_exhausted.get(),
+            ),
+            (
+                "ringmesh_outlier_ejections_total",
+                "Endpoints ejected by outlier detection.",
+                |s| s.outlier_ejections.get(),
+            ),
+            (
+                "ringmesh_circuit_breaker_overflows_total",
+                "Requests refused by a circuit breaker (503).",
+                |s| s.overflows.get(),
+            ),
+            (
+                "ringmesh_health_check_failures_total",
+                "Failed active health checks.",
+                |s| s.health_check_failures.get(),
+            ),
             (
                 "ringmesh_upstream_requests_total",
                 "Requests sent upstream.",

@@ -23,6 +23,14 @@ pub fn select<'t>(table: &'t HttpTable, request: &impl RequestFacts) -> Option<&
         .find(|route| matches(&route.matcher, request))
 }
 
+/// Index of the first route that accepts the request.
+pub fn select_index(table: &HttpTable, request: &impl RequestFacts) -> Option<usize> {
+    table
+        .routes
+        .iter()
+        .position(|route| matches(&route.matcher, request))
+}
+
 pub fn matches(matcher: &Matcher, request: &impl RequestFacts) -> bool {
     if let Some(host) = &matcher.host {
         let Some(request_host) = request.host() else {
@@ -180,6 +188,10 @@ mod tests {
             max_body: 1 << 20,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            retry: crate::resilience::retry::RetryPolicy::default(),
+            max_replay_body: 0,
+            rate_limit: None,
+            fault: None,
         }
     }
 

@@ -6,8 +6,10 @@ use crate::balance::{ClusterRuntime, EndpointRuntime};
 use crate::bufpool::BufPool;
 use crate::driver::DriverKind;
 use crate::metrics::{ClusterStats, ListenerStats, Registration, Registry};
-use crate::table::Table;
+use crate::resilience::rate_limit::TokenBucket;
+use crate::table::{ListenerMode, Table};
 use arc_swap::ArcSwap;
+use ringmesh_api::snapshot::RateLimitSpec;
 use ringmesh_api::snapshot::StableId;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -30,6 +32,9 @@ pub struct Shared {
     /// Generation each worker has adopted, for acknowledging a swap.
     adopted: Vec<AtomicU64>,
     pub registry: Registry,
+    /// Health of every endpoint by stable id, written by the worker that checks its
+    /// cluster. Grows copy-on-write at table adoption, never on the request path.
+    health: ArcSwap<HashMap<StableId, Arc<AtomicBool>>>,
 }
 
 impl Shared {
@@ -44,6 +49,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             adopted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             registry,
+            health: ArcSwap::from_pointee(HashMap::new()),
         }
     }
 
@@ -58,6 +64,12 @@ impl Shared {
         self.generation.store(generation, Ordering::Release);
         self.epoch.store(epoch, Ordering::Release);
         epoch
+    }
+
+    /// The source renumbered the table being served (a restarted control process
+    /// sent the same table under a new generation): report the new number.
+    pub fn renumber(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
     }
 
     pub fn epoch(&self) -> u64 {
@@ -80,6 +92,28 @@ impl Shared {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// The shared health flag of an endpoint (healthy until a check says otherwise).
+    pub fn health_flag(&self, id: StableId) -> Arc<AtomicBool> {
+        if let Some(flag) = self.health.load().get(&id) {
+            return flag.clone();
+        }
+        let mut created = None;
+        self.health.rcu(|flags| {
+            let mut flags = HashMap::clone(flags);
+            let flag = flags
+                .entry(id)
+                .or_insert_with(|| Arc::new(AtomicBool::new(true)))
+                .clone();
+            created = Some(flag);
+            flags
+        });
+        created.unwrap_or_else(|| Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn workers(&self) -> usize {
+        self.adopted.len()
+    }
+
     /// Lowest epoch adopted by every worker.
     pub fn adopted_by_all(&self) -> u64 {
         self.adopted
@@ -97,9 +131,47 @@ pub struct WorkerTable {
     pub clusters: Vec<Rc<ClusterRuntime>>,
     /// Aligned with `table.listeners`.
     pub listener_stats: Vec<Arc<ListenerStats>>,
+    /// This worker's share of each listener's rate limit (aligned with listeners).
+    pub listener_limits: Vec<Option<RefCell<TokenBucket>>>,
+    /// This worker's share of each route's rate limit ([listener][route]).
+    pub route_limits: Vec<Vec<Option<RefCell<TokenBucket>>>>,
+}
+
+fn bucket(spec: Option<&RateLimitSpec>, workers: usize) -> Option<RefCell<TokenBucket>> {
+    spec.map(|limit| {
+        RefCell::new(TokenBucket::for_worker(
+            u64::from(limit.requests_per_second),
+            u64::from(limit.burst.max(1)),
+            workers,
+        ))
+    })
 }
 
 impl WorkerTable {
+    /// Rate limits of the listener and the route: both must have a token.
+    pub fn admit_request(&self, listener: usize, route: usize, now: Instant) -> bool {
+        let listener_ok = self
+            .listener_limits
+            .get(listener)
+            .and_then(Option::as_ref)
+            .is_none_or(|limit| limit.borrow_mut().try_take(now));
+        listener_ok
+            && self
+                .route_limits
+                .get(listener)
+                .and_then(|routes| routes.get(route))
+                .and_then(Option::as_ref)
+                .is_none_or(|limit| limit.borrow_mut().try_take(now))
+    }
+
+    /// The listener's rate limit alone (new TCP connections).
+    pub fn admit_connection(&self, listener: usize, now: Instant) -> bool {
+        self.listener_limits
+            .get(listener)
+            .and_then(Option::as_ref)
+            .is_none_or(|limit| limit.borrow_mut().try_take(now))
+    }
+
     pub fn listener_index(&self, name: &str) -> Option<usize> {
         self.table.listeners.iter().position(|l| l.name == name)
     }
@@ -136,6 +208,8 @@ impl Worker {
                 table: table.clone(),
                 clusters: Vec::new(),
                 listener_stats: Vec::new(),
+                listener_limits: Vec::new(),
+                route_limits: Vec::new(),
             })),
             endpoints: RefCell::new(HashMap::new()),
             listener_stats: RefCell::new(HashMap::new()),
@@ -169,6 +243,10 @@ impl Worker {
         let mut endpoints = self.endpoints.borrow_mut();
         let mut kept: HashMap<StableId, Rc<EndpointRuntime>> = HashMap::new();
         let mut clusters = Vec::with_capacity(table.clusters.len());
+        let old = self.current.borrow().clone();
+        let old_clusters: HashMap<StableId, &Rc<ClusterRuntime>> =
+            old.clusters.iter().map(|c| (c.id, c)).collect();
+        let workers = self.shared.adopted.len();
         for (index, cluster) in table.clusters.iter().enumerate() {
             let members: Vec<Rc<EndpointRuntime>> = cluster
                 .endpoints
@@ -176,14 +254,21 @@ impl Worker {
                 .map(|spec| {
                     let endpoint = match endpoints.get(&spec.id) {
                         Some(existing) if existing.addr == spec.addr => existing.clone(),
-                        _ => Rc::new(EndpointRuntime::new(spec.id, spec.addr)),
+                        _ => Rc::new(EndpointRuntime::new(
+                            spec.id,
+                            spec.addr,
+                            self.shared.health_flag(spec.id),
+                        )),
                     };
                     kept.insert(spec.id, endpoint.clone());
                     endpoint
                 })
                 .collect();
             let stats = self.cluster_stats_for(&cluster.name);
-            clusters.push(Rc::new(ClusterRuntime::new(index, cluster, members, stats)));
+            let previous = old_clusters.get(&cluster.id).map(|c| c.as_ref());
+            clusters.push(Rc::new(ClusterRuntime::new(
+                index, cluster, members, stats, previous, workers,
+            )));
         }
         // Endpoints no longer in any cluster: close their idle connections now;
         // in-flight requests still hold them until they finish.
@@ -193,16 +278,37 @@ impl Worker {
             }
         }
         *endpoints = kept;
+        drop(old_clusters);
+        drop(old);
         let listener_stats = table
             .listeners
             .iter()
             .map(|l| self.listener_stats_for(&l.name))
+            .collect();
+        let listener_limits = table
+            .listeners
+            .iter()
+            .map(|l| bucket(l.rate_limit.as_ref(), workers))
+            .collect();
+        let route_limits = table
+            .listeners
+            .iter()
+            .map(|l| match &l.mode {
+                ListenerMode::Http(http) => http
+                    .routes
+                    .iter()
+                    .map(|r| bucket(r.rate_limit.as_ref(), workers))
+                    .collect(),
+                ListenerMode::Tcp(_) => Vec::new(),
+            })
             .collect();
         let epoch = table.epoch;
         *self.current.borrow_mut() = Rc::new(WorkerTable {
             table,
             clusters,
             listener_stats,
+            listener_limits,
+            route_limits,
         });
         if let Some(adopted) = self.shared.adopted.get(self.index) {
             adopted.store(epoch, Ordering::Release);

@@ -1,13 +1,19 @@
 //! The runtime table: a snapshot compiled once (regexes, split weights, header values)
 //! into the immutable form every worker reads on the request path.
 
+use crate::policy::{self, HashTable, OutlierPolicy};
+use crate::resilience::breaker::Limits;
+use crate::resilience::fault::FaultPolicy;
+use crate::resilience::retry::{RetryBudgetConfig, RetryPolicy};
 use regex::bytes::Regex;
 use ringmesh_api::snapshot::{
     Balance, ClusterSpec, DirectResponse, EndpointSpec, ForwardHeaders, HeaderMatch, HeaderOps,
     HeaderValueMatch, HostMatch, HttpLimits, ListenerKind, PathMatch, PoolSpec, RouteAction,
     RouteSpec, Snapshot, StableId, TcpProxySpec,
 };
+use ringmesh_api::snapshot::{HashKey, HealthCheckSpec, RateLimitSpec};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -74,6 +80,7 @@ pub struct ListenerTable {
     pub bind: SocketAddr,
     pub max_connections: u32,
     pub mode: ListenerMode,
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 #[derive(Debug)]
@@ -103,6 +110,11 @@ pub struct Route {
     pub max_body: u64,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    pub retry: RetryPolicy,
+    /// Request bodies up to this size are held so a retry can send them again.
+    pub max_replay_body: u64,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub fault: Option<FaultPolicy>,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +183,15 @@ pub struct ClusterTable {
     pub connect_timeout: Duration,
     pub pool: PoolSpec,
     pub endpoints: Vec<EndpointSpec>,
+    pub hash_key: Option<HashKey>,
+    /// Ring hash or Maglev table, built once and shared by every worker.
+    pub hash_table: Option<Arc<HashTable>>,
+    pub slow_start: Duration,
+    pub health_check: Option<HealthCheckSpec>,
+    pub outlier: Option<OutlierPolicy>,
+    /// Limits for the whole dataplane; each worker enforces its share.
+    pub breaker: Limits,
+    pub retry_budget: RetryBudgetConfig,
 }
 
 /// Why a snapshot could not become a runtime table.
@@ -234,9 +255,15 @@ impl Table {
                 bind: spec.bind,
                 max_connections: spec.max_connections,
                 mode,
+                rate_limit: spec.rate_limit.clone(),
             });
         }
-        let clusters = snapshot.clusters.iter().map(compile_cluster).collect();
+        let clusters = snapshot
+            .clusters
+            .iter()
+            .map(compile_cluster)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BuildError::Reference)?;
         Ok(Table {
             generation: snapshot.generation,
             epoch: 0,
@@ -256,15 +283,22 @@ fn check_cluster(index: usize, count: usize, listener: usize) -> Result<(), Buil
     }
 }
 
-fn compile_cluster(spec: &ClusterSpec) -> ClusterTable {
-    ClusterTable {
+fn compile_cluster(spec: &ClusterSpec) -> Result<ClusterTable, String> {
+    Ok(ClusterTable {
         name: spec.name.clone(),
         id: spec.id,
         balance: spec.balance,
         connect_timeout: Duration::from_millis(spec.connect_timeout_ms),
         pool: spec.pool.clone(),
         endpoints: spec.endpoints.clone(),
-    }
+        hash_key: spec.hash_key.clone(),
+        hash_table: policy::hash_table(spec)?.map(Arc::new),
+        slow_start: Duration::from_millis(spec.slow_start_ms),
+        health_check: spec.health_check.clone(),
+        outlier: policy::outlier_policy(spec.outlier.as_ref()),
+        breaker: policy::breaker_limits(&spec.circuit_breaker),
+        retry_budget: policy::retry_budget(&spec.retry_budget),
+    })
 }
 
 fn compile_route(
@@ -315,7 +349,12 @@ fn compile_route(
             value,
         });
     }
+    let (retry, max_replay_body) = policy::retry_policy(route.retry.as_ref())?;
     Ok(Route {
+        retry,
+        max_replay_body,
+        rate_limit: route.rate_limit.clone(),
+        fault: policy::fault_policy(route.fault.as_ref()),
         name: route.name.clone(),
         matcher: Matcher {
             host: route.matcher.host.clone(),

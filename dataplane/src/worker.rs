@@ -134,6 +134,12 @@ fn admit(
         stats.connections_rejected.inc();
         return;
     }
+    if matches!(listener.mode, ListenerMode::Tcp(_))
+        && !table.admit_connection(index, Instant::now())
+    {
+        stats.rate_limited.inc();
+        return;
+    }
     stats.connections.inc();
     let guard = ConnectionGuard::new(worker.clone(), stats.clone());
     match &listener.mode {
@@ -141,7 +147,8 @@ fn admit(
             let spec = spec.clone();
             let worker = worker.clone();
             monoio::spawn(async move {
-                crate::forward::l4::serve(worker, table, &spec, stream).await;
+                crate::forward::l4::serve(worker, table, &spec, stream, peer.ip().to_string())
+                    .await;
                 drop(guard);
             });
         }

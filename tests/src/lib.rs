@@ -8,6 +8,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod client;
+pub mod control;
+pub mod load;
 pub mod proxy;
 pub mod tcp;
 pub mod upstream;
@@ -19,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use client::{get, raw_exchange, Body, Client, Response};
+pub use control::{Control, Status};
+pub use load::{Load, LoadReport, LoadSpec};
 pub use proxy::{parse_metric, Proxy};
 pub use tcp::{Blackhole, TcpMode, TcpUpstream};
 pub use upstream::HttpUpstream;
@@ -39,6 +43,22 @@ macro_rules! both_drivers {
                 #[test]
                 fn epoll() {
                     super::$name("epoll")
+                }
+            }
+        )*
+    };
+}
+
+/// Instantiates `fn name(driver: &str)` test bodies as `name::uring` only, for tests too long to run twice (the
+/// IO paths they use are covered on both drivers elsewhere).
+#[macro_export]
+macro_rules! uring_only {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn uring() {
+                    super::$name("uring")
                 }
             }
         )*

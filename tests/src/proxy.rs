@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the dataplane binary is: `$RINGMESH_BIN_DIR/ringmesh-dataplane`, else next to the test's `deps/` dir.
 pub fn binary_path() -> PathBuf {
+    binary("ringmesh-dataplane")
+}
+
+/// Where the workspace binary `name` is: `$RINGMESH_BIN_DIR/name`, else next to the test's `deps/` dir.
+pub fn binary(name: &str) -> PathBuf {
     let dir = match std::env::var_os("RINGMESH_BIN_DIR") {
         Some(d) => PathBuf::from(d),
         None => {
@@ -26,10 +31,10 @@ pub fn binary_path() -> PathBuf {
                 .unwrap_or_default()
         }
     };
-    let path = dir.join("ringmesh-dataplane");
+    let path = dir.join(name);
     if !path.is_file() {
         panic!(
-            "{} does not exist: build it first with `cargo test --workspace` (or `cargo build -p ringmesh-dataplane`), \
+            "{} does not exist: build it first with `cargo test --workspace` (or `cargo build -p {name}`), \
              or point RINGMESH_BIN_DIR at the directory holding it",
             path.display()
         );
@@ -130,6 +135,43 @@ impl Proxy {
         Proxy::builder(driver).start(body)
     }
 
+    /// Spawns `ringmesh-dataplane --control SOCKET --node NODE` without waiting for anything: the table (and with
+    /// it the admin address, which the caller put into the control process's config as `admin`) comes from the
+    /// control process. Call [`Proxy::wait_ready`] to wait for `/ready`.
+    pub fn spawn_controlled(driver: &str, socket: &Path, node: &str, admin: SocketAddr) -> Proxy {
+        let dir = temp_dir("dataplane");
+        let stderr_path = dir.join("stderr.log");
+        let stderr = fs::File::create(&stderr_path).expect("create stderr log");
+        let stdout = fs::File::create(dir.join("stdout.log")).expect("create stdout log");
+        let child = Command::new(binary_path())
+            .arg("--control")
+            .arg(socket)
+            .arg("--node")
+            .arg(node)
+            .arg("--driver")
+            .arg(driver)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary_path().display()));
+        let config = format!(
+            "(tables from ringmesh-control at {}, node {node})\n",
+            socket.display()
+        );
+        Proxy {
+            child,
+            exit: None,
+            dir,
+            runtime_prefix: String::new(),
+            config,
+            stderr_path,
+            admin,
+            driver: driver.to_string(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -139,7 +181,14 @@ impl Proxy {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    /// Whether `/ready` answers 200 right now.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.try_admin_get("/ready"), Ok(r) if r.status == 200)
+    }
+
+    /// Waits up to [`READY_TIMEOUT`] for `/ready` to answer 200; panics (with the log) when the process exits first
+    /// or the time passes.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.try_exit() {

@@ -44,6 +44,7 @@ pub struct ListenerFile {
     pub cluster: Option<String>,
     pub idle_timeout: Option<DurationValue>,
     pub splice: Option<bool>,
+    pub rate_limit: Option<RateLimitFile>,
     // HTTP-only keys.
     pub max_request_line: Option<SizeValue>,
     pub max_header_bytes: Option<SizeValue>,
@@ -74,6 +75,42 @@ pub struct RouteFile {
     pub max_body: Option<SizeValue>,
     pub request_headers: Option<HeaderOpsFile>,
     pub response_headers: Option<HeaderOpsFile>,
+    pub retry: Option<RetryFile>,
+    pub rate_limit: Option<RateLimitFile>,
+    pub fault: Option<FaultFile>,
+}
+
+/// `retry = { attempts = 2, on = ["connect-failure", "reset"], ... }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub attempts: Option<i64>,
+    pub on: Option<Vec<String>>,
+    pub statuses: Option<Vec<i64>>,
+    pub per_try_timeout: Option<DurationValue>,
+    pub backoff_base: Option<DurationValue>,
+    pub backoff_max: Option<DurationValue>,
+    pub non_idempotent: Option<bool>,
+    pub max_body: Option<SizeValue>,
+}
+
+/// `rate_limit = { requests_per_second = 1000, burst = 100 }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub requests_per_second: Option<i64>,
+    pub burst: Option<i64>,
+}
+
+/// `fault = { delay = "50ms", delay_percent = 10, abort_status = 503, abort_percent = 1 }`.
+/// Percentages may be integers or floats (`0.5`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultFile {
+    pub delay: Option<DurationValue>,
+    pub delay_percent: Option<f64>,
+    pub abort_status: Option<i64>,
+    pub abort_percent: Option<f64>,
 }
 
 /// `{ name = "x-env", value = "canary" }`, `{ name, regex }` or `{ name, present = true }`.
@@ -117,6 +154,9 @@ pub struct HeaderOpsFile {
 pub enum BalanceFile {
     RoundRobin,
     P2cEwma,
+    LeastRequest,
+    RingHash,
+    Maglev,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,6 +168,63 @@ pub struct ClusterFile {
     pub max_idle_per_endpoint: Option<i64>,
     pub pool_idle_timeout: Option<DurationValue>,
     pub endpoints: Option<Vec<EndpointValue>>,
+    pub hash_key: Option<HashKeyFile>,
+    pub slow_start: Option<DurationValue>,
+    pub health_check: Option<HealthCheckFile>,
+    pub outlier: Option<OutlierFile>,
+    pub circuit_breaker: Option<BreakerFile>,
+    pub retry_budget: Option<RetryBudgetFile>,
+}
+
+/// `{ header = "x-user" }`, `{ cookie = "sid" }` or `{ source_ip = true }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashKeyFile {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub source_ip: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    pub protocol: Option<Protocol>,
+    pub path: Option<String>,
+    pub expect_status: Option<i64>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub healthy_threshold: Option<i64>,
+    pub unhealthy_threshold: Option<i64>,
+    pub jitter_percent: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierFile {
+    pub consecutive_5xx: Option<i64>,
+    pub consecutive_gateway_failure: Option<i64>,
+    pub consecutive_connect_failure: Option<i64>,
+    pub base_ejection_time: Option<DurationValue>,
+    pub max_ejection_time: Option<DurationValue>,
+    pub max_ejection_percent: Option<i64>,
+    pub interval: Option<DurationValue>,
+    pub panic_threshold: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerFile {
+    pub max_connections: Option<i64>,
+    pub max_pending_requests: Option<i64>,
+    pub max_requests: Option<i64>,
+    pub max_retries: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetFile {
+    pub percent: Option<i64>,
+    pub min_per_second: Option<i64>,
 }
 
 /// `"127.0.0.1:9000"` or `{ addr = "127.0.0.1:9000", weight = 3 }`.

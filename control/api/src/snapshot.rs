@@ -46,6 +46,9 @@ pub struct ListenerSpec {
     /// Accepted connections per worker beyond which new ones are closed at once.
     pub max_connections: u32,
     pub kind: ListenerKind,
+    /// Requests per second over the whole listener (HTTP: 429 beyond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +117,52 @@ pub struct RouteSpec {
     pub request_headers: HeaderOps,
     #[serde(default, skip_serializing_if = "HeaderOps::is_empty")]
     pub response_headers: HeaderOps,
+    /// `None`: retry once on connect failure only (the request never left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrySpec {
+    /// Retries after the first try (0 disables retries).
+    pub attempts: u32,
+    /// Conditions: `connect-failure`, `reset`, `gateway-error` (502/503/504 and
+    /// the above), `5xx`, `retriable-status-codes` (then `statuses`).
+    pub retry_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout_ms: Option<u64>,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Retry non-idempotent methods too (they may then be processed twice).
+    #[serde(default)]
+    pub non_idempotent: bool,
+    /// Request bodies up to this size are held so they can be sent again.
+    pub max_replay_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimitSpec {
+    /// Across the whole dataplane; each worker gets an equal share.
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(default)]
+    pub delay_percent: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_status: Option<u16>,
+    #[serde(default)]
+    pub abort_percent: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -208,12 +257,105 @@ pub struct ClusterSpec {
     pub connect_timeout_ms: u64,
     pub pool: PoolSpec,
     pub endpoints: Vec<EndpointSpec>,
+    /// What ring hash and Maglev hash on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<HashKey>,
+    /// New endpoints ramp up their weight over this window (0: off).
+    #[serde(default)]
+    pub slow_start_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierSpec>,
+    #[serde(default)]
+    pub circuit_breaker: BreakerSpec,
+    #[serde(default)]
+    pub retry_budget: RetryBudgetSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HashKey {
+    /// Lower-case header name.
+    Header(String),
+    Cookie(String),
+    SourceIp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HealthCheckKind {
+    Tcp,
+    Http { path: String, expect_status: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckSpec {
+    pub kind: HealthCheckKind,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub jitter_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutlierSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_failure: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_connect_failure: Option<u32>,
+    pub base_ejection_time_ms: u64,
+    pub max_ejection_time_ms: u64,
+    pub max_ejection_percent: u8,
+    pub interval_ms: u64,
+    /// Below this share of available endpoints, balance over all of them.
+    pub panic_threshold_percent: u8,
+}
+
+/// Per cluster, across the dataplane (each worker enforces an equal share).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerSpec {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
+}
+
+/// Retries are at most `percent` of requests plus `min_per_second`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryBudgetSpec {
+    pub percent: u32,
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudgetSpec {
+    fn default() -> Self {
+        RetryBudgetSpec {
+            percent: 20,
+            min_per_second: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Balance {
     RoundRobin,
     P2cEwma,
+    LeastRequest,
+    RingHash,
+    Maglev,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

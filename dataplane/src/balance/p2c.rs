@@ -56,12 +56,19 @@ impl PeakEwma {
     }
 }
 
-fn score(endpoint: &EndpointRuntime) -> f64 {
+pub fn score(endpoint: &EndpointRuntime) -> f64 {
     endpoint.latency.estimate_nanos() * f64::from(endpoint.in_flight.get() + 1)
 }
 
 pub fn choose(endpoints: &[Rc<EndpointRuntime>], roll: u64) -> Option<usize> {
-    match endpoints.len() {
+    choose_by(endpoints.len(), roll, |i| {
+        endpoints.get(i).map_or(f64::MAX, |e| score(e))
+    })
+}
+
+/// P2C over `count` candidates whose scores `score_of` gives (lower is better).
+pub fn choose_by(count: usize, roll: u64, score_of: impl Fn(usize) -> f64) -> Option<usize> {
+    match count {
         0 => None,
         1 => Some(0),
         len => {
@@ -69,8 +76,11 @@ pub fn choose(endpoints: &[Rc<EndpointRuntime>], roll: u64) -> Option<usize> {
             // Second pick among the others so the two are always distinct.
             let offset = 1 + ((roll >> 32) as usize) % (len - 1);
             let second = (first + offset) % len;
-            let (a, b) = (endpoints.get(first)?, endpoints.get(second)?);
-            Some(if score(b) < score(a) { second } else { first })
+            Some(if score_of(second) < score_of(first) {
+                second
+            } else {
+                first
+            })
         }
     }
 }
@@ -84,6 +94,7 @@ mod tests {
         Rc::new(EndpointRuntime::new(
             StableId(id),
             ([127, 0, 0, 1], 1000 + id as u16).into(),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         ))
     }
 

@@ -122,22 +122,46 @@ pub async fn serve(
     table: std::rc::Rc<crate::state::WorkerTable>,
     spec: &ringmesh_api::snapshot::TcpProxySpec,
     client: TcpStream,
+    peer_ip: String,
 ) {
     let _ = client.set_nodelay(true);
     let Some(cluster) = table.clusters.get(spec.cluster.0 as usize) else {
         return;
     };
-    let Some(endpoint) = cluster.pick(worker.random()).cloned() else {
-        return;
-    };
-    let in_flight = crate::balance::InFlight::start(&endpoint);
-    let started = Instant::now();
-    let upstream = match super::connect(cluster, &endpoint).await {
-        Ok(stream) => stream,
-        Err(err) => {
-            tracing::debug!(cluster = %cluster.name, error = %err, "tcp upstream connect failed");
-            return;
+    let hash = match cluster.hash_key {
+        Some(ringmesh_api::snapshot::HashKey::SourceIp) => {
+            Some(crate::balance::ring_hash::key_hash(peer_ip.as_bytes()))
         }
+        _ => None,
+    };
+    // A refused connect never reached the upstream: try another endpoint once.
+    let mut avoid = None;
+    let mut connected = None;
+    for _ in 0..2 {
+        let Some(index) = cluster.pick(worker.random(), hash, avoid) else {
+            return;
+        };
+        let Some(endpoint) = cluster.endpoint(index).cloned() else {
+            return;
+        };
+        let in_flight = crate::balance::InFlight::start(&endpoint);
+        let started = Instant::now();
+        match super::connect(cluster, &endpoint).await {
+            Ok(stream) => {
+                // A connect is all a TCP proxy learns of the endpoint's health.
+                cluster.record(index, crate::resilience::outlier::Outcome::Status(200));
+                connected = Some((stream, in_flight, started));
+                break;
+            }
+            Err(err) => {
+                cluster.record(index, crate::resilience::outlier::Outcome::ConnectFailure);
+                tracing::debug!(cluster = %cluster.name, error = %err, "tcp upstream connect failed");
+                avoid = Some(index);
+            }
+        }
+    }
+    let Some((upstream, in_flight, started)) = connected else {
+        return;
     };
     cluster.stats.requests.inc();
     in_flight.finish(started.elapsed());

@@ -2,30 +2,21 @@
 //! (replaying once on a fresh connection when a pooled one turns out dead), read the
 //! response head, relay the response, and return the connection to the pool.
 
+use super::attempts::{self, Delivered, Given};
 use super::body::{Body, BodyError};
 use super::io::{self, ReadOutcome, WriteOutcome};
+use super::upstream::Sent;
 use super::{Conn, Next};
-use crate::balance::{ClusterRuntime, EndpointRuntime, InFlight};
+use crate::balance::ClusterRuntime;
 use crate::error::{Kind, ProxyError, Side};
-use crate::forward::{self, Upstream};
 use crate::metrics::ListenerStats;
+use crate::resilience::breaker::Kind as Slot;
+use crate::resilience::retry::RetryOn;
 use crate::state::WorkerTable;
 use crate::table::{HttpTable, Route};
-use ringmesh_http1::{BodyFraming, HeadEdits, Method, Parsed, RequestHead, ResponseHead};
-use std::rc::Rc;
+use ringmesh_api::snapshot::HashKey;
+use ringmesh_http1::{BodyFraming, HeadEdits, RequestHead};
 use std::time::Instant;
-
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// Facts about the request that outlive its head's bytes in the client buffer.
-struct Sent {
-    method: Method,
-    /// HTTP/1.0 client: cannot read chunked framing.
-    http10: bool,
-    keep_alive: bool,
-    upgrade: bool,
-    expect_continue: bool,
-}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn forward(
@@ -43,11 +34,15 @@ pub(super) async fn forward(
             .reply_error(&ProxyError::new(Side::Local, Kind::NoEndpoint), stats)
             .await;
     };
-    let Some(endpoint) = cluster.pick(conn.worker.random()).cloned() else {
-        return conn
-            .reply_error(&ProxyError::new(Side::Local, Kind::NoEndpoint), stats)
-            .await;
+    // Circuit breaker: at most this many requests in flight to the cluster.
+    let _request_slot = match cluster.breaker.try_acquire(Slot::Requests) {
+        Ok(slot) => slot,
+        Err(overflow) => {
+            cluster.stats.overflows.inc();
+            return conn.reply_overflow(overflow, stats).await;
+        }
     };
+    cluster.retry_budget.borrow_mut().deposit(started);
     let sent = Sent {
         method: head.method,
         http10: head.minor_version == 0,
@@ -56,7 +51,12 @@ pub(super) async fn forward(
         expect_continue: head.expect_continue,
     };
     let deadline = route.timeout.map(|timeout| started + timeout);
+    let hash = affinity_hash(conn, &cluster, head);
 
+    // A body small enough to hold is read whole first, so a retry can send it again.
+    if let Err(next) = hold_body_for_replay(conn, http, head, route, stats).await {
+        return next;
+    }
     // Head and whatever body bytes arrived with it go out in one write.
     let mut body = Body::new(head.body, route.max_body);
     write_upstream_head(conn, http, head, route);
@@ -75,26 +75,26 @@ pub(super) async fn forward(
     // Everything needed to send the request again is in `out`.
     let replayable = body.is_complete();
 
-    let in_flight = InFlight::start(&endpoint);
-    let mut attempts = 0;
-    let (mut upstream, mut response_buf, response) = loop {
-        attempts += 1;
-        let fresh_only = attempts > 1;
-        match exchange_head(
-            conn, &cluster, &endpoint, &mut body, &sent, http, deadline, fresh_only,
-        )
-        .await
-        {
-            Ok(done) => break done,
-            Err(Failure::Stale) if replayable && attempts == 1 => continue,
-            Err(Failure::Stale) => {
-                let err = ProxyError::new(Side::Upstream, Kind::UpstreamClosedEarly);
-                return conn.reply_error(&err, stats).await;
-            }
-            Err(Failure::Reply(err)) => return conn.reply_error(&err, stats).await,
-            Err(Failure::ClientGone) => return Next::Close,
-        }
+    let delivered = attempts::deliver(
+        conn, &cluster, route, http, &sent, &mut body, replayable, hash, deadline,
+    )
+    .await;
+    let Delivered {
+        mut upstream,
+        endpoint,
+        mut response_buf,
+        response,
+        tries,
+        in_flight,
+    } = match delivered {
+        Ok(delivered) => delivered,
+        Err(Given::Reply(err)) => return conn.reply_error(&err, stats).await,
+        Err(Given::ClientGone) => return Next::Close,
     };
+    let mut tries_text = [0u8; 10];
+    let tries_len = write_decimal(&mut tries_text, tries);
+    let attempts_header: [(&str, &[u8]); 1] = [("x-ringmesh-attempts", &tries_text[..tries_len])];
+    let response_extra: &[(&str, &[u8])] = if tries > 1 { &attempts_header } else { &[] };
 
     let upgraded = sent.upgrade && response.status == 101;
     // A chunked response to an HTTP/1.0 client loses its framing and ends at close.
@@ -121,6 +121,7 @@ pub(super) async fn forward(
         remove,
         set: &route.response_headers.set,
         add: &route.response_headers.add,
+        extra: response_extra,
         keep_upgrade: upgraded,
         connection_close: !client_keep_alive && !upgraded,
         ..HeadEdits::default()
@@ -220,14 +221,6 @@ pub(super) async fn forward(
     }
 }
 
-enum Failure {
-    /// A pooled connection failed before any response byte: the upstream most
-    /// likely closed it while idle.
-    Stale,
-    Reply(ProxyError),
-    ClientGone,
-}
-
 /// Rewrite the request head into `conn.out`.
 fn write_upstream_head(conn: &mut Conn, http: &HttpTable, head: &RequestHead, route: &Route) {
     let request_id = conn.worker.next_request_id();
@@ -269,6 +262,96 @@ fn write_upstream_head(conn: &mut Conn, http: &HttpTable, head: &RequestHead, ro
     );
 }
 
+/// The affinity key's hash for ring hash / Maglev clusters.
+fn affinity_hash(conn: &Conn, cluster: &ClusterRuntime, _head: &RequestHead) -> Option<u64> {
+    let key: &[u8] = match cluster.hash_key.as_ref()? {
+        HashKey::Header(name) => {
+            ringmesh_http1::header_value(&conn.buf, &conn.request_fields, name)?
+        }
+        HashKey::Cookie(name) => {
+            let cookies = ringmesh_http1::header_value(&conn.buf, &conn.request_fields, "cookie")?;
+            cookie_value(cookies, name.as_bytes())?
+        }
+        HashKey::SourceIp => conn.client_ip.as_bytes(),
+    };
+    Some(crate::balance::ring_hash::key_hash(key))
+}
+
+/// The value of cookie `name` in a `Cookie` header (`a=1; b=2`).
+fn cookie_value<'a>(cookies: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    cookies.split(|b| *b == b';').find_map(|pair| {
+        let pair = pair.strip_prefix(b" ").unwrap_or(pair);
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        (&pair[..eq] == name).then(|| &pair[eq + 1..])
+    })
+}
+
+/// Read a small `Content-Length` body completely before sending, so the request
+/// can be replayed on a retry. Bodies over the route's replay limit, chunked bodies
+/// and routes without retries stream as usual.
+async fn hold_body_for_replay(
+    conn: &mut Conn,
+    http: &HttpTable,
+    head: &RequestHead,
+    route: &Route,
+    stats: &ListenerStats,
+) -> Result<(), Next> {
+    let BodyFraming::Length(length) = head.body else {
+        return Ok(());
+    };
+    // A connect failure leaves the body unread in the client socket, so retrying
+    // only those needs nothing held; other conditions need the body kept.
+    let beyond_connect =
+        route.retry.retry_on.union(RetryOn::CONNECT_FAILURE) != RetryOn::CONNECT_FAILURE;
+    if route.retry.max_retries == 0 || !beyond_connect || length > route.max_replay_body {
+        return Ok(());
+    }
+    let wanted = head.head_len + length as usize;
+    if conn.buf.len() >= wanted {
+        return Ok(());
+    }
+    if head.expect_continue {
+        let (_, returned) = io::write_all(&mut conn.client, CONTINUE_HELD, None).await;
+        if returned.is_none() {
+            return Err(Next::Close);
+        }
+    }
+    conn.buf.reserve(wanted.saturating_sub(conn.buf.len()));
+    while conn.buf.len() < wanted {
+        let idle = Some(Instant::now() + http.idle_timeout);
+        match io::read_more(&mut conn.client, &mut conn.buf, idle, None).await {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::TimedOut => {
+                let err = ProxyError::new(Side::Downstream, Kind::HeadTimeout);
+                return Err(conn.reply_error(&err, stats).await);
+            }
+            _ => return Err(Next::Close),
+        }
+    }
+    Ok(())
+}
+
+const CONTINUE_HELD: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Decimal digits of `value` into `out`; returns how many were written.
+fn write_decimal(out: &mut [u8; 10], value: u32) -> usize {
+    let mut digits = [0u8; 10];
+    let mut n = value;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 || len == digits.len() {
+            break;
+        }
+    }
+    for (slot, digit) in out.iter_mut().zip(digits[..len].iter().rev()) {
+        *slot = *digit;
+    }
+    len
+}
+
 /// An HTTP/1.0 client cannot read a chunked response, and the body is relayed
 /// unchanged: ask the upstream in HTTP/1.0 too, so it answers with a length or
 /// closes (as nginx does by default).
@@ -283,7 +366,7 @@ fn downgrade_request_line(out: &mut [u8]) {
     }
 }
 
-fn body_error(err: BodyError) -> ProxyError {
+pub(super) fn body_error(err: BodyError) -> ProxyError {
     match err {
         BodyError::TooLarge => ProxyError::new(Side::Downstream, Kind::BodyTooLarge),
         BodyError::Framing(chunk) => ProxyError::new(
@@ -299,139 +382,23 @@ fn body_error(err: BodyError) -> ProxyError {
     }
 }
 
-fn timed_out(deadline: Option<Instant>) -> ProxyError {
-    if deadline.is_some_and(|at| Instant::now() >= at) {
-        ProxyError::new(Side::Upstream, Kind::RouteTimeout)
-    } else {
-        ProxyError::new(Side::Upstream, Kind::UpstreamClosedEarly)
-    }
-}
-
-/// Send the request (head in `conn.out`, then the rest of the body from the client)
-/// and read the final response head. Returns the connection, the buffer holding the
-/// response head (and any body bytes after it), and the parsed head.
-#[allow(clippy::too_many_arguments)]
-async fn exchange_head(
-    conn: &mut Conn,
-    cluster: &Rc<ClusterRuntime>,
-    endpoint: &Rc<EndpointRuntime>,
-    body: &mut Body,
-    sent: &Sent,
-    http: &HttpTable,
-    deadline: Option<Instant>,
-    fresh_only: bool,
-) -> Result<(monoio::net::TcpStream, Vec<u8>, ResponseHead), Failure> {
-    let checkout = async {
-        if fresh_only {
-            forward::connect(cluster, endpoint)
-                .await
-                .map(|stream| Upstream {
-                    stream,
-                    reused: false,
-                })
-        } else {
-            forward::checkout(cluster, endpoint).await
-        }
-    };
-    let Upstream { mut stream, reused } = match io::by_deadline(deadline, checkout).await {
-        Some(Ok(upstream)) => upstream,
-        Some(Err(err)) => return Err(Failure::Reply(err)),
-        None => {
-            return Err(Failure::Reply(ProxyError::new(
-                Side::Upstream,
-                Kind::RouteTimeout,
-            )))
-        }
-    };
-    cluster.stats.requests.inc();
-    let out = std::mem::take(&mut conn.out);
-    let (written, returned) = io::write_all(&mut stream, out, deadline).await;
-    conn.out = returned.unwrap_or_default();
-    match written {
-        WriteOutcome::Done => {}
-        WriteOutcome::Failed(_) if reused => return Err(Failure::Stale),
-        WriteOutcome::Failed(err) => return Err(Failure::Reply(ProxyError::upstream_io(err))),
-        WriteOutcome::TimedOut => return Err(Failure::Reply(timed_out(deadline))),
-    }
-
-    // The rest of the body streams from the client as it arrives.
-    let body_pending = !body.is_complete();
-    if body_pending && sent.expect_continue {
-        let (_, returned) = io::write_all(&mut conn.client, CONTINUE, None).await;
-        if returned.is_none() {
-            return Err(Failure::ClientGone);
-        }
-    }
-    while !body.is_complete() {
-        let idle = Some(Instant::now() + http.idle_timeout);
-        match io::read_more(&mut conn.client, &mut conn.buf, idle, None).await {
-            ReadOutcome::Data(_) => {}
-            _ => return Err(Failure::ClientGone),
-        }
-        let n = match body.take(&conn.buf) {
-            Ok(n) => n,
-            Err(err) => return Err(Failure::Reply(body_error(err))),
-        };
-        match io::write_range(&mut stream, &mut conn.buf, 0, n, deadline).await {
-            WriteOutcome::Done => {}
-            WriteOutcome::Failed(err) => return Err(Failure::Reply(ProxyError::upstream_io(err))),
-            WriteOutcome::TimedOut => return Err(Failure::Reply(timed_out(deadline))),
-        }
-        conn.buf.drain(..n.min(conn.buf.len()));
-    }
-
-    let mut response_buf = conn.worker.buffers.take();
-    loop {
-        match ringmesh_http1::parse_response(
-            &response_buf,
-            &http.codec_limits,
-            sent.method,
-            &mut conn.response_fields,
-        ) {
-            Ok(Parsed::Complete(head)) if head.status < 200 && head.status != 101 => {
-                // Interim responses (100, 103) are not forwarded: the proxy already
-                // answered Expect itself.
-                response_buf.drain(..head.head_len.min(response_buf.len()));
-                continue;
-            }
-            Ok(Parsed::Complete(head)) => return Ok((stream, response_buf, head)),
-            Ok(Parsed::Partial) => {}
-            Err(err) => {
-                conn.worker.buffers.give(response_buf);
-                return Err(Failure::Reply(ProxyError::new(
-                    Side::Upstream,
-                    Kind::BadResponse(err.reason()),
-                )));
-            }
-        }
-        let wait = deadline.or_else(|| Some(Instant::now() + http.idle_timeout));
-        match io::read_more(&mut stream, &mut response_buf, wait, None).await {
-            ReadOutcome::Data(_) => {}
-            ReadOutcome::Eof | ReadOutcome::Failed(_)
-                if reused && response_buf.is_empty() && !body_pending =>
-            {
-                conn.worker.buffers.give(response_buf);
-                return Err(Failure::Stale);
-            }
-            ReadOutcome::Eof => {
-                conn.worker.buffers.give(response_buf);
-                return Err(Failure::Reply(ProxyError::new(
-                    Side::Upstream,
-                    Kind::UpstreamClosedEarly,
-                )));
-            }
-            ReadOutcome::Failed(err) => {
-                conn.worker.buffers.give(response_buf);
-                return Err(Failure::Reply(ProxyError::upstream_io(err)));
-            }
-            ReadOutcome::TimedOut => return Err(Failure::Reply(timed_out(deadline))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_and_decimals() {
+        assert_eq!(
+            cookie_value(b"a=1; sid=xyz; b=2", b"sid"),
+            Some(&b"xyz"[..])
+        );
+        assert_eq!(cookie_value(b"a=1", b"sid"), None);
+        let mut out = [0u8; 10];
+        let len = write_decimal(&mut out, 305);
+        assert_eq!(&out[..len], b"305");
+        let len = write_decimal(&mut out, 0);
+        assert_eq!(&out[..len], b"0");
+    }
 
     #[test]
     fn downgrade_touches_only_the_request_line() {

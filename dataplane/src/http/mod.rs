@@ -2,12 +2,16 @@
 //! the current table again per request), rejects what is malformed before anything
 //! reaches an upstream, routes, and either answers locally or forwards.
 
+mod attempts;
 mod body;
 mod exchange;
 pub mod io;
+mod upstream;
 
 use crate::error::{Kind, ProxyError, Side};
 use crate::metrics::ListenerStats;
+use crate::resilience::breaker::Overflow;
+use crate::resilience::fault::FaultAction;
 use crate::route::{self, RequestFacts};
 use crate::state::{Worker, WorkerTable};
 use crate::table::{Action, HttpTable, ListenerMode};
@@ -77,7 +81,7 @@ pub async fn serve(
         let ListenerMode::Http(http) = &listener.mode else {
             break;
         };
-        match conn.one_request(&table, http, stats, &drain).await {
+        match conn.one_request(&table, index, http, stats, &drain).await {
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Upgrade(upstream) => {
@@ -132,6 +136,7 @@ impl Conn {
     async fn one_request(
         &mut self,
         table: &WorkerTable,
+        listener_index: usize,
         http: &HttpTable,
         stats: &ListenerStats,
         drain: &CancelHandle,
@@ -151,12 +156,38 @@ impl Conn {
             head: &head,
             fields: &self.request_fields,
         };
-        let Some(route) = route::select(http, &facts) else {
+        let Some(route_index) = route::select_index(http, &facts) else {
             let err = ProxyError::new(Side::Local, Kind::NoRoute);
             return self
                 .reply_local(&head, err.status(), err.reason().as_bytes(), stats)
                 .await;
         };
+        let Some(route) = http.routes.get(route_index) else {
+            return Next::Close;
+        };
+        if !table.admit_request(listener_index, route_index, started) {
+            stats.rate_limited.inc();
+            return self
+                .reply_local(&head, 429, b"rate limit exceeded\n", stats)
+                .await;
+        }
+        if let Some(fault) = &route.fault {
+            match fault.decide(self.worker.random()) {
+                FaultAction::None => {}
+                FaultAction::Delay(delay) => monoio::time::sleep(delay).await,
+                FaultAction::Abort(status) => {
+                    return self
+                        .reply_local(&head, status, b"fault injected\n", stats)
+                        .await;
+                }
+                FaultAction::Both(delay, status) => {
+                    monoio::time::sleep(delay).await;
+                    return self
+                        .reply_local(&head, status, b"fault injected\n", stats)
+                        .await;
+                }
+            }
+        }
         if let BodyFraming::Length(n) = head.body {
             if n > route.max_body {
                 let err = ProxyError::new(Side::Downstream, Kind::BodyTooLarge);
@@ -272,6 +303,32 @@ impl Conn {
         reason.push('\n');
         self.write_local(err.status(), reason.as_bytes(), true, stats)
             .await;
+        Next::Close
+    }
+
+    /// 503 from a circuit breaker, naming the limit that was reached.
+    pub(crate) async fn reply_overflow(
+        &mut self,
+        overflow: Overflow,
+        stats: &ListenerStats,
+    ) -> Next {
+        self.out.clear();
+        let (name, value) = overflow.header();
+        let body = format!("circuit breaker open: {}\n", overflow.0.name());
+        ringmesh_http1::write_simple_response(
+            &mut self.out,
+            503,
+            "text/plain",
+            body.as_bytes(),
+            true,
+            &[(name, value.as_bytes())],
+        );
+        stats.response(503);
+        let out = std::mem::take(&mut self.out);
+        let (_, returned) = io::write_all(&mut self.client, out, None).await;
+        if let Some(out) = returned {
+            self.out = out;
+        }
         Next::Close
     }
 

@@ -67,6 +67,21 @@ fn docs_example_compiles() {
         [("x-route".to_string(), "api".to_string())]
     );
     assert_eq!(edge.routes[2].action, RouteAction::Cluster(ClusterRef(0)));
+    let retry = edge.routes[1].retry.as_ref().unwrap();
+    assert_eq!((retry.attempts, retry.per_try_timeout_ms), (2, Some(2_000)));
+    assert_eq!(
+        edge.routes[1].rate_limit,
+        Some(RateLimitSpec {
+            requests_per_second: 1000,
+            burst: 100
+        })
+    );
+    assert_eq!(edge.routes[2].retry, None);
+    assert!(s.clusters[1].health_check.is_some());
+    assert!(s.clusters[1].outlier.is_some());
+    assert_eq!(s.clusters[3].balance, Balance::RingHash);
+    assert_eq!(s.clusters[3].hash_key, Some(HashKey::SourceIp));
+    assert_eq!(s.clusters[3].circuit_breaker.max_connections, 100);
 
     let ListenerKind::Tcp(db) = &s.listeners[1].kind else {
         panic!("db is tcp")
@@ -216,4 +231,296 @@ fn no_input_panics() {
     ] {
         let _ = crate::compile_str(odd, "t.toml", 1);
     }
+}
+
+#[test]
+fn resilience_defaults_are_the_documented_ones() {
+    let s = compile(
+        r#"
+[[listener]]
+name = "edge"
+bind = "127.0.0.1:8080"
+protocol = "http"
+rate_limit = { requests_per_second = 1000 }
+[[listener.route]]
+cluster = "c"
+[[listener.route]]
+cluster = "c"
+retry = {}
+rate_limit = { requests_per_second = 5 }
+fault = { delay = "50ms" }
+[[listener.route]]
+cluster = "c"
+retry = { attempts = 0 }
+
+[[cluster]]
+name = "c"
+endpoints = ["127.0.0.1:1"]
+
+[[cluster]]
+name = "d"
+balance = "least_request"
+endpoints = ["127.0.0.1:2"]
+health_check = { protocol = "http", path = "/healthz" }
+outlier = {}
+circuit_breaker = {}
+retry_budget = {}
+
+[[cluster]]
+name = "e"
+endpoints = ["127.0.0.1:3"]
+health_check = { protocol = "tcp" }
+outlier = { consecutive_5xx = 0, consecutive_connect_failure = 7 }
+circuit_breaker = { max_requests = 10 }
+retry_budget = { percent = 50 }
+"#,
+        1,
+    );
+    assert_eq!(
+        s.listeners[0].rate_limit,
+        Some(RateLimitSpec {
+            requests_per_second: 1000,
+            burst: 100
+        })
+    );
+    let ListenerKind::Http(h) = &s.listeners[0].kind else {
+        panic!("http")
+    };
+    // No retry table: None, and the dataplane retries once on connect failure.
+    let plain = &h.routes[0];
+    assert_eq!(
+        (&plain.retry, &plain.rate_limit, &plain.fault),
+        (&None, &None, &None)
+    );
+    assert_eq!(
+        h.routes[1].retry,
+        Some(RetrySpec {
+            attempts: 2,
+            retry_on: vec![
+                "connect-failure".into(),
+                "reset".into(),
+                "gateway-error".into()
+            ],
+            statuses: vec![],
+            per_try_timeout_ms: None,
+            backoff_base_ms: 25,
+            backoff_max_ms: 250,
+            non_idempotent: false,
+            max_replay_body_bytes: 64 * 1024,
+        })
+    );
+    assert_eq!(
+        h.routes[1].rate_limit,
+        Some(RateLimitSpec {
+            requests_per_second: 5,
+            burst: 1
+        })
+    );
+    assert_eq!(
+        h.routes[1].fault,
+        Some(FaultSpec {
+            delay_ms: Some(50),
+            delay_percent: 100.0,
+            abort_status: None,
+            abort_percent: 0.0,
+        })
+    );
+    assert_eq!(h.routes[2].retry.as_ref().map(|r| r.attempts), Some(0));
+
+    let c = &s.clusters[0];
+    assert_eq!(c.hash_key, None);
+    assert_eq!(c.slow_start_ms, 0);
+    assert_eq!((&c.health_check, &c.outlier), (&None, &None));
+    assert_eq!(c.circuit_breaker, BreakerSpec::default());
+    assert_eq!(
+        c.circuit_breaker,
+        BreakerSpec {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    );
+    assert_eq!(
+        c.retry_budget,
+        RetryBudgetSpec {
+            percent: 20,
+            min_per_second: 10
+        }
+    );
+
+    let c = &s.clusters[1];
+    assert_eq!(c.balance, Balance::LeastRequest);
+    assert_eq!(
+        c.health_check,
+        Some(HealthCheckSpec {
+            kind: HealthCheckKind::Http {
+                path: "/healthz".into(),
+                expect_status: 200
+            },
+            interval_ms: 5_000,
+            timeout_ms: 1_000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            jitter_percent: 10,
+        })
+    );
+    assert_eq!(
+        c.outlier,
+        Some(OutlierSpec {
+            consecutive_5xx: Some(5),
+            consecutive_gateway_failure: Some(5),
+            consecutive_connect_failure: None,
+            base_ejection_time_ms: 30_000,
+            max_ejection_time_ms: 300_000,
+            max_ejection_percent: 50,
+            interval_ms: 10_000,
+            panic_threshold_percent: 50,
+        })
+    );
+    assert_eq!(c.circuit_breaker, BreakerSpec::default());
+    assert_eq!(c.retry_budget, RetryBudgetSpec::default());
+
+    let c = &s.clusters[2];
+    assert_eq!(
+        c.health_check.as_ref().map(|h| &h.kind),
+        Some(&HealthCheckKind::Tcp)
+    );
+    let o = c.outlier.as_ref().unwrap();
+    assert_eq!(
+        (
+            o.consecutive_5xx,
+            o.consecutive_gateway_failure,
+            o.consecutive_connect_failure
+        ),
+        (None, Some(5), Some(7))
+    );
+    assert_eq!(c.circuit_breaker.max_requests, 10);
+    assert_eq!(c.circuit_breaker.max_connections, 1024);
+    assert_eq!(
+        c.retry_budget,
+        RetryBudgetSpec {
+            percent: 50,
+            min_per_second: 10
+        }
+    );
+}
+
+#[test]
+fn resilience_values_compile_as_written() {
+    let s = compile(
+        r#"
+[[listener]]
+name = "db"
+bind = "127.0.0.1:5433"
+protocol = "tcp"
+cluster = "c"
+rate_limit = { requests_per_second = 200, burst = 50 }
+
+[[listener]]
+name = "edge"
+bind = "127.0.0.1:8080"
+protocol = "http"
+[[listener.route]]
+cluster = "c"
+timeout = "2s"
+retry = { attempts = 3, on = ["5xx", "retriable-status-codes", "5xx"], statuses = [429, 503, 429], per_try_timeout = "500ms", backoff_base = "10ms", backoff_max = "1s", non_idempotent = true, max_body = "1MiB" }
+fault = { abort_status = 503, abort_percent = 1.5 }
+
+[[cluster]]
+name = "c"
+balance = "maglev"
+hash_key = { cookie = "sid" }
+slow_start = "30s"
+endpoints = ["127.0.0.1:1"]
+health_check = { protocol = "http", path = "/ready", expect_status = 204, interval = "10s", timeout = "2s", healthy_threshold = 1, unhealthy_threshold = 5, jitter_percent = 0 }
+outlier = { consecutive_5xx = 3, consecutive_gateway_failure = 0, consecutive_connect_failure = 2, base_ejection_time = "10s", max_ejection_time = "10s", max_ejection_percent = 100, interval = "1s", panic_threshold = 0 }
+circuit_breaker = { max_connections = 1, max_pending_requests = 2, max_requests = 3, max_retries = 4 }
+retry_budget = { percent = 0, min_per_second = 1 }
+"#,
+        1,
+    );
+    assert_eq!(
+        s.listeners[0].rate_limit,
+        Some(RateLimitSpec {
+            requests_per_second: 200,
+            burst: 50
+        })
+    );
+    let ListenerKind::Http(h) = &s.listeners[1].kind else {
+        panic!("http")
+    };
+    assert_eq!(
+        h.routes[0].retry,
+        Some(RetrySpec {
+            attempts: 3,
+            retry_on: vec!["5xx".into(), "retriable-status-codes".into()],
+            statuses: vec![429, 503],
+            per_try_timeout_ms: Some(500),
+            backoff_base_ms: 10,
+            backoff_max_ms: 1_000,
+            non_idempotent: true,
+            max_replay_body_bytes: 1 << 20,
+        })
+    );
+    assert_eq!(
+        h.routes[0].fault,
+        Some(FaultSpec {
+            delay_ms: None,
+            delay_percent: 0.0,
+            abort_status: Some(503),
+            abort_percent: 1.5,
+        })
+    );
+    let c = &s.clusters[0];
+    assert_eq!(c.balance, Balance::Maglev);
+    assert_eq!(c.hash_key, Some(HashKey::Cookie("sid".into())));
+    assert_eq!(c.slow_start_ms, 30_000);
+    assert_eq!(
+        c.health_check,
+        Some(HealthCheckSpec {
+            kind: HealthCheckKind::Http {
+                path: "/ready".into(),
+                expect_status: 204
+            },
+            interval_ms: 10_000,
+            timeout_ms: 2_000,
+            healthy_threshold: 1,
+            unhealthy_threshold: 5,
+            jitter_percent: 0,
+        })
+    );
+    assert_eq!(
+        c.outlier,
+        Some(OutlierSpec {
+            consecutive_5xx: Some(3),
+            consecutive_gateway_failure: None,
+            consecutive_connect_failure: Some(2),
+            base_ejection_time_ms: 10_000,
+            max_ejection_time_ms: 10_000,
+            max_ejection_percent: 100,
+            interval_ms: 1_000,
+            panic_threshold_percent: 0,
+        })
+    );
+    assert_eq!(
+        c.circuit_breaker,
+        BreakerSpec {
+            max_connections: 1,
+            max_pending_requests: 2,
+            max_requests: 3,
+            max_retries: 4,
+        }
+    );
+    assert_eq!(
+        c.retry_budget,
+        RetryBudgetSpec {
+            percent: 0,
+            min_per_second: 1
+        }
+    );
+    // The snapshot crosses the control socket: it must survive a JSON round trip.
+    let json = serde_json::to_string(&s).unwrap();
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
 }

@@ -1,9 +1,10 @@
 //! Validation of one `[[cluster]]` and its endpoints.
 
+use super::resilience::{circuit_breaker, hash_key, health_check, outlier, retry_budget};
 use super::scalar::{duration_ms, int_in, name, socket_addr, AddrUse};
 use crate::error::Errors;
 use crate::file::{BalanceFile, ClusterFile, EndpointValue};
-use crate::snapshot::Balance;
+use crate::snapshot::{Balance, HashKey};
 use crate::validated::{ValidCluster, ValidEndpoint};
 use std::collections::HashMap;
 
@@ -31,6 +32,27 @@ pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Opti
         .as_ref()
         .and_then(|d| duration_ms(errors, &format!("{at}.pool_idle_timeout"), d, false));
     let endpoints = endpoints(errors, &format!("{at}.endpoints"), &file.endpoints);
+    let hash_key = balance_hash_key(errors, at, file);
+    let slow_start_ms = file
+        .slow_start
+        .as_ref()
+        .and_then(|d| duration_ms(errors, &format!("{at}.slow_start"), d, true));
+    let health_check = file
+        .health_check
+        .as_ref()
+        .and_then(|h| health_check(errors, &format!("{at}.health_check"), h));
+    let outlier = file
+        .outlier
+        .as_ref()
+        .and_then(|o| outlier(errors, &format!("{at}.outlier"), o));
+    let circuit_breaker = file
+        .circuit_breaker
+        .as_ref()
+        .and_then(|b| circuit_breaker(errors, &format!("{at}.circuit_breaker"), b));
+    let retry_budget = file
+        .retry_budget
+        .as_ref()
+        .and_then(|b| retry_budget(errors, &format!("{at}.retry_budget"), b));
     if errors.0.len() != before {
         return None;
     }
@@ -39,12 +61,51 @@ pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Opti
         balance: file.balance.map(|b| match b {
             BalanceFile::RoundRobin => Balance::RoundRobin,
             BalanceFile::P2cEwma => Balance::P2cEwma,
+            BalanceFile::LeastRequest => Balance::LeastRequest,
+            BalanceFile::RingHash => Balance::RingHash,
+            BalanceFile::Maglev => Balance::Maglev,
         }),
         connect_timeout_ms,
         max_idle_per_endpoint,
         pool_idle_timeout_ms,
         endpoints,
+        hash_key,
+        slow_start_ms,
+        health_check,
+        outlier,
+        circuit_breaker,
+        retry_budget,
     })
+}
+
+/// `hash_key` goes with the hashing balancers, both ways.
+fn balance_hash_key(errors: &mut Errors, at: &str, file: &ClusterFile) -> Option<HashKey> {
+    let hashing = match file.balance {
+        Some(BalanceFile::RingHash) => Some("ring_hash"),
+        Some(BalanceFile::Maglev) => Some("maglev"),
+        _ => None,
+    };
+    let path = format!("{at}.hash_key");
+    match (&file.hash_key, hashing) {
+        (Some(key), Some(_)) => hash_key(errors, &path, key),
+        (None, Some(balance)) => {
+            errors.add_hint(
+                path,
+                format!("balance = \"{balance}\" needs a hash_key"),
+                "add hash_key = { header = \"x-user\" }, { cookie = \"sid\" } or { source_ip = true }",
+            );
+            None
+        }
+        (Some(_), None) => {
+            errors.add_hint(
+                path,
+                "hash_key is only for balance = \"ring_hash\" or \"maglev\"",
+                "remove it, or set balance = \"ring_hash\"",
+            );
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 fn endpoints(

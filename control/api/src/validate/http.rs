@@ -53,6 +53,20 @@ pub(crate) fn editable_header_name(errors: &mut Errors, path: &str, name: &str) 
     Some(lower)
 }
 
+/// A cookie name (RFC 6265 `cookie-name` is a token), kept as written: cookie names
+/// are case-sensitive.
+pub(crate) fn cookie_name(errors: &mut Errors, path: &str, name: &str) -> Option<String> {
+    if !is_token(name) {
+        errors.add_hint(
+            path,
+            format!("{name:?} is not a valid cookie name"),
+            "cookie names are letters, digits and !#$%&'*+-.^_`|~, with no spaces, '=' or ';'",
+        );
+        return None;
+    }
+    Some(name.to_string())
+}
+
 pub(crate) fn header_value(errors: &mut Errors, path: &str, value: &str) -> Option<String> {
     if value.contains(['\r', '\n', '\0']) {
         errors.add_hint(

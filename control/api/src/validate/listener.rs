@@ -1,6 +1,7 @@
 //! Validation of one `[[listener]]`: its kind, the keys that kind allows, and the
 //! HTTP limits checked against each other.
 
+use super::resilience::rate_limit;
 use super::route::route;
 use super::scalar::{duration_ms, int_in, name, required, size_in, socket_addr, AddrUse};
 use super::ClusterNames;
@@ -41,6 +42,10 @@ pub(crate) fn listener(
         .idle_timeout
         .as_ref()
         .and_then(|d| duration_ms(errors, &format!("{at}.idle_timeout"), d, false));
+    let rate_limit = file
+        .rate_limit
+        .as_ref()
+        .and_then(|r| rate_limit(errors, &format!("{at}.rate_limit"), r));
     let kind = match protocol {
         Some(Protocol::Tcp) => tcp(errors, at, file, clusters),
         Some(Protocol::Http) => http(errors, at, file, clusters).map(ValidListenerKind::Http),
@@ -54,6 +59,7 @@ pub(crate) fn listener(
         bind: bind?,
         max_connections,
         idle_timeout_ms,
+        rate_limit,
         kind: kind?,
     })
 }

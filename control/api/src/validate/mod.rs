@@ -1,13 +1,15 @@
 //! File types → validated config. Every check runs even after one fails, so a user
 //! sees all the problems in a file at once, each with its TOML path and a hint.
 //!
-//! Checks of one table live with that table (`listener`, `route`, `cluster`);
+//! Checks of one table live with that table (`listener`, `route`, `cluster`, and
+//! `resilience` for the retry, rate limit, fault and endpoint-health tables);
 //! this module owns the checks across tables: unique names, overlapping bind
 //! addresses, and resolving cluster names.
 
 mod cluster;
 mod http;
 mod listener;
+mod resilience;
 mod route;
 mod scalar;
 
@@ -16,6 +18,7 @@ use crate::file::{ConfigFile, RuntimeFile};
 use crate::snapshot::ClusterRef;
 use crate::suggest::closest;
 use crate::validated::{ValidConfig, ValidRuntime};
+pub use resilience::RETRY_CONDITIONS;
 use scalar::{duration_ms, int_in, socket_addr, AddrUse};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -4,6 +4,7 @@
 use super::http::{
     anchored_regex, editable_header_name, header_name, header_value, host, method, path,
 };
+use super::resilience::{fault, rate_limit, retry};
 use super::scalar::{duration_ms, int_in, size_in};
 use super::ClusterNames;
 use crate::error::Errors;
@@ -54,6 +55,34 @@ pub(crate) fn route(
         &format!("{at}.response_headers"),
         &file.response_headers,
     );
+    // Retries and faults act on the upstream request, which a direct route never makes.
+    let direct = file.direct.is_some() && file.cluster.is_none() && file.split.is_none();
+    for (key, set) in [
+        ("retry", file.retry.is_some()),
+        ("fault", file.fault.is_some()),
+    ] {
+        if direct && set {
+            errors.add_hint(
+                format!("{at}.{key}"),
+                format!("{key} is not allowed on a direct route"),
+                "a direct response is answered by the proxy itself; remove it",
+            );
+        }
+    }
+    let retry = file
+        .retry
+        .as_ref()
+        .filter(|_| !direct)
+        .and_then(|r| retry(errors, &format!("{at}.retry"), r, timeout_ms));
+    let fault = file
+        .fault
+        .as_ref()
+        .filter(|_| !direct)
+        .and_then(|f| fault(errors, &format!("{at}.fault"), f));
+    let rate_limit = file
+        .rate_limit
+        .as_ref()
+        .and_then(|r| rate_limit(errors, &format!("{at}.rate_limit"), r));
     if errors.0.len() != before {
         return None;
     }
@@ -65,6 +94,9 @@ pub(crate) fn route(
         max_body_bytes,
         request_headers,
         response_headers,
+        retry,
+        rate_limit,
+        fault,
     })
 }
 

@@ -1,0 +1,10 @@
+#!/bin/sh
+# Installs the peers the benchmark compares ringmesh with (nginx, HAProxy) and the
+# load generator it drives them with (wrk), from the distribution's packages.
+# `ringmesh-bench http` skips any peer that is missing; wrk is required.
+set -eu
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+$SUDO apt-get update
+$SUDO apt-get install -y nginx-light haproxy wrk
+# The packages start system services we do not want competing for CPU.
+$SUDO systemctl disable --now nginx haproxy 2>/dev/null || true

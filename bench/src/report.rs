@@ -1,0 +1,240 @@
+//! The benchmark report: every figure with its ratio to `direct` and to the best
+//! peer in the same run, as a Markdown table (bench/RESULTS.md) and as JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::cpu::Machine;
+use crate::peers::{Layer, Proxy};
+
+/// One proxy at one response size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub layer: Layer,
+    pub body_size: usize,
+    pub proxy: Proxy,
+    /// Why the row has no figures (peer not installed, failed to start...).
+    pub skipped: Option<String>,
+    pub requests: u64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// CPU time of the proxy (all threads) per request; `None` for direct.
+    pub cpu_us_per_req: Option<f64>,
+    /// CPU time of the upstream per request (it shares core 0 with wrk).
+    pub upstream_cpu_us_per_req: f64,
+    pub rss_kib: Option<u64>,
+    pub errors: u64,
+    /// Which CPUs the proxy's threads were allowed on (pinning check).
+    pub affinity: Vec<String>,
+}
+
+impl Row {
+    pub fn skipped(layer: Layer, body_size: usize, proxy: Proxy, why: String) -> Self {
+        Self {
+            layer,
+            body_size,
+            proxy,
+            skipped: Some(why),
+            requests: 0,
+            rps: 0.0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            cpu_us_per_req: None,
+            upstream_cpu_us_per_req: 0.0,
+            rss_kib: None,
+            errors: 0,
+            affinity: Vec::new(),
+        }
+    }
+
+    fn measured(&self) -> bool {
+        self.skipped.is_none() && self.requests > 0
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub method: String,
+    pub rows: Vec<Row>,
+}
+
+/// `a / b`, when both exist and `b` is not zero.
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("–".to_string(), |r| format!("{r:.2}"))
+}
+
+/// Best value among the measured peers: `max` or `min` of `f`.
+fn best_peer(
+    rows: &[&Row],
+    f: impl Fn(&Row) -> Option<f64>,
+    higher_is_better: bool,
+) -> Option<f64> {
+    rows.iter()
+        .filter(|r| r.proxy.is_peer() && r.measured())
+        .filter_map(|r| f(r))
+        .reduce(|a, b| if (a > b) == higher_is_better { a } else { b })
+}
+
+/// A figure with its ratios: `48210 (0.62 / 1.05)`.
+fn cell(v: Option<f64>, direct: Option<f64>, best: Option<f64>, decimals: usize) -> String {
+    match v {
+        None => "–".to_string(),
+        Some(x) => format!(
+            "{x:.decimals$} ({} / {})",
+            fmt_ratio(ratio(Some(x), direct)),
+            fmt_ratio(ratio(Some(x), best))
+        ),
+    }
+}
+
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# ringmesh benchmark results\n");
+    let _ = writeln!(o, "- date: {}", r.date);
+    let _ = writeln!(o, "- command: `{}`", r.command);
+    let _ = writeln!(
+        o,
+        "- machine: {} CPUs (`nproc`), kernel {}, {}",
+        r.machine.nproc, r.machine.kernel, r.machine.cpu
+    );
+    let _ = writeln!(o, "- method: {}\n", r.method);
+    let _ = writeln!(
+        o,
+        "Each cell: figure (ratio to direct / ratio to the best peer). Only ratios carry over between runs.\n"
+    );
+    let mut groups: Vec<(Layer, usize)> = Vec::new();
+    for row in &r.rows {
+        if !groups.contains(&(row.layer, row.body_size)) {
+            groups.push((row.layer, row.body_size));
+        }
+    }
+    for (layer, size) in groups {
+        let rows: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|x| x.layer == layer && x.body_size == size)
+            .collect();
+        let direct = rows
+            .iter()
+            .find(|x| x.proxy == Proxy::Direct && x.measured());
+        let d = |f: &dyn Fn(&Row) -> f64| direct.map(|x| f(x));
+        let layer_name = match layer {
+            Layer::Http => "HTTP/1.1 keep-alive",
+            Layer::L4 => "L4 (TCP relay of HTTP/1.1 keep-alive)",
+        };
+        let _ = writeln!(o, "## {layer_name}, {size} B responses\n");
+        let _ = writeln!(
+            o,
+            "| proxy | req/s | p50 µs | p99 µs | proxy CPU µs/req | RSS KiB | upstream CPU µs/req | errors |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let best_rps = best_peer(&rows, |x| Some(x.rps), true);
+        let best_p50 = best_peer(&rows, |x| Some(x.p50_us), false);
+        let best_p99 = best_peer(&rows, |x| Some(x.p99_us), false);
+        let best_cpu = best_peer(&rows, |x| x.cpu_us_per_req, false);
+        let best_rss = best_peer(&rows, |x| x.rss_kib.map(|k| k as f64), false);
+        for x in &rows {
+            if let Some(why) = &x.skipped {
+                // One line, no table breakers: the details are in the log.
+                let why: String = why
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .replace('|', "/")
+                    .chars()
+                    .take(120)
+                    .collect();
+                let _ = writeln!(o, "| {} | skipped: {why} | | | | | | |", x.proxy.name());
+                continue;
+            }
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+                x.proxy.name(),
+                cell(Some(x.rps), d(&|r| r.rps), best_rps, 0),
+                cell(Some(x.p50_us), d(&|r| r.p50_us), best_p50, 0),
+                cell(Some(x.p99_us), d(&|r| r.p99_us), best_p99, 0),
+                cell(x.cpu_us_per_req, None, best_cpu, 1),
+                cell(x.rss_kib.map(|k| k as f64), None, best_rss, 0),
+                x.upstream_cpu_us_per_req,
+                x.errors
+            );
+        }
+        let _ = writeln!(o);
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(proxy: Proxy, rps: f64, cpu: Option<f64>) -> Row {
+        Row {
+            requests: 1000,
+            rps,
+            p50_us: 100.0,
+            p99_us: 200.0,
+            cpu_us_per_req: cpu,
+            rss_kib: Some(1024),
+            skipped: None,
+            ..Row::skipped(Layer::Http, 100, proxy, String::new())
+        }
+    }
+
+    #[test]
+    fn ratios_against_direct_and_best_peer() {
+        let rows = [
+            row(Proxy::Direct, 100_000.0, None),
+            row(Proxy::Ringmesh, 50_000.0, Some(15.0)),
+            row(Proxy::Nginx, 40_000.0, Some(20.0)),
+            row(Proxy::Haproxy, 45_000.0, Some(19.0)),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        assert_eq!(best_peer(&refs, |r| Some(r.rps), true), Some(45_000.0));
+        assert_eq!(best_peer(&refs, |r| r.cpu_us_per_req, false), Some(19.0));
+        let report = Report {
+            schema_version: 1,
+            date: "d".into(),
+            command: "c".into(),
+            machine: crate::cpu::machine(),
+            method: "m".into(),
+            rows: rows.to_vec(),
+        };
+        let md = markdown(&report);
+        assert!(md.contains("| ringmesh | 50000 (0.50 / 1.11)"), "{md}");
+        assert!(md.contains("15.0 (– / 0.79)"), "{md}");
+    }
+
+    #[test]
+    fn skipped_rows_are_listed() {
+        let rows = vec![Row::skipped(
+            Layer::L4,
+            100,
+            Proxy::Nginx,
+            "no stream module".into(),
+        )];
+        let report = Report {
+            schema_version: 1,
+            date: String::new(),
+            command: String::new(),
+            machine: crate::cpu::machine(),
+            method: String::new(),
+            rows,
+        };
+        assert!(markdown(&report).contains("skipped: no stream module"));
+    }
+}

@@ -1,0 +1,60 @@
+//! Runtime plumbing shared by `serve` and `run`: one monoio runtime per worker thread
+//! (io_uring when the kernel allows it, epoll otherwise) and `SO_REUSEPORT` listeners.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Runs `fut` to completion on a fresh monoio runtime on the current thread.
+///
+/// `FusionDriver` picks io_uring and falls back to epoll where io_uring is not
+/// allowed (e.g. Docker's default seccomp profile). The timer is enabled because
+/// request timeouts and `--delay-ms` need it.
+pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()?;
+    Ok(rt.block_on(fut))
+}
+
+/// Binds a listening socket with `SO_REUSEPORT`, so each worker can own one socket
+/// on the same port and the kernel spreads connections between them.
+pub fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Splits `total` into `parts` shares that differ by at most one.
+pub fn split_evenly(total: usize, parts: usize, index: usize) -> usize {
+    if parts == 0 {
+        return 0;
+    }
+    total / parts + usize::from(index < total % parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_sums_to_total() {
+        for total in 0..20 {
+            for parts in 1..6 {
+                let sum: usize = (0..parts).map(|i| split_evenly(total, parts, i)).sum();
+                assert_eq!(sum, total);
+            }
+        }
+    }
+}
