@@ -16,6 +16,7 @@ pub mod control_client;
 pub mod driver;
 pub mod error;
 pub mod forward;
+pub mod health_check;
 pub mod http;
 pub mod listen;
 pub mod logging;

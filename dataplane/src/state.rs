@@ -35,6 +35,8 @@ pub struct Shared {
     /// Health of every endpoint by stable id, written by the worker that checks its
     /// cluster. Grows copy-on-write at table adoption, never on the request path.
     health: ArcSwap<HashMap<StableId, Arc<AtomicBool>>>,
+    /// This dataplane's SVID and trust bundle (mesh mTLS), rotated in place.
+    pub identity: crate::tls::identity::MeshIdentity,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
             adopted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             registry,
             health: ArcSwap::from_pointee(HashMap::new()),
+            identity: crate::tls::identity::MeshIdentity::empty(),
         }
     }
 
@@ -352,6 +355,14 @@ impl Worker {
             for endpoint in &cluster.endpoints {
                 endpoint.idle.expire(now, cluster.pool_idle_timeout);
             }
+        }
+    }
+
+    /// A failed active health check, counted on the cluster's stats.
+    pub fn count_health_failure(&self, cluster: StableId) {
+        let current = self.current.borrow().clone();
+        if let Some(runtime) = current.clusters.iter().find(|c| c.id == cluster) {
+            runtime.stats.health_check_failures.inc();
         }
     }
 

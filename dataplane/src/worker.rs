@@ -49,11 +49,15 @@ pub async fn run(plan: WorkerPlan) {
     }
     let _ = plan.started.send(plan.index);
     let mut ticks: u64 = 0;
+    let mut health_checks = crate::health_check::HealthChecks::default();
     loop {
         monoio::time::sleep(TICK).await;
         ticks += 1;
         if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
             worker.expire_idle_connections();
+        }
+        if !worker.draining.get() {
+            health_checks.tick(&worker);
         }
         // Adopt a new table even without traffic, so the swap is acknowledged.
         let _ = worker.table();

@@ -17,6 +17,7 @@
 pub mod certs;
 pub mod clienthello;
 pub mod config;
+pub mod identity;
 pub mod spiffe;
 pub mod stream;
 pub mod verify;

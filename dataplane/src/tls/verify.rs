@@ -207,6 +207,16 @@ impl TrustBundle {
     pub fn trust_domain(&self) -> Option<&str> {
         self.trust_domain.as_deref()
     }
+
+    /// A bundle that trusts nothing: every peer is refused until a real one is
+    /// installed (the state before a mesh identity arrives).
+    pub fn empty() -> TrustBundle {
+        TrustBundle {
+            trust_domain: None,
+            anchors: Vec::new(),
+            anchor_subjects: Vec::new(),
+        }
+    }
 }
 
 /// A trust bundle that can be replaced at runtime (CA rotation): handshakes
