@@ -100,9 +100,21 @@ fn run_in(args: &DemoArgs, bins: &procs::Bins, dir: &Path) -> anyhow::Result<i32
     let cfg_path = dir.join("demo.toml");
     std::fs::write(&cfg_path, config(&ports)?)
         .with_context(|| format!("writing {}", cfg_path.display()))?;
-    let dp_args = vec![
+    // The control process owns the config and pushes the table; the dataplane
+    // takes it over the Unix socket, as on a real node.
+    let socket = dir.join("control.sock");
+    let control_args = vec![
         "--config".to_string(),
         cfg_path.display().to_string(),
+        "--socket".to_string(),
+        socket.display().to_string(),
+    ];
+    let mut control = procs::spawn("control", None, &bins.control, &control_args, dir)?;
+    let dp_args = vec![
+        "--control".to_string(),
+        socket.display().to_string(),
+        "--node".to_string(),
+        "demo".to_string(),
         "--driver".to_string(),
         args.driver.clone(),
     ];
@@ -111,7 +123,9 @@ fn run_in(args: &DemoArgs, bins: &procs::Bins, dir: &Path) -> anyhow::Result<i32
     procs::wait_http_ok(admin, "/ready", Duration::from_secs(15), &mut dp)?;
     let listener = format!("http://127.0.0.1:{}/", ports.listener);
     println!(
-        "demo: dataplane ready ({}), listener {listener}",
+        "demo: control process serving {} on {}; dataplane ready ({}), listener {listener}",
+        cfg_path.display(),
+        socket.display(),
         driver_line(&dp)
     );
     println!(
@@ -172,6 +186,7 @@ fn run_in(args: &DemoArgs, bins: &procs::Bins, dir: &Path) -> anyhow::Result<i32
             dp.log_tail(10)
         ),
     }
+    control.terminate(Duration::from_secs(5));
     for mut u in upstreams {
         u.terminate(Duration::from_secs(5));
     }

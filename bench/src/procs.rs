@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context as _};
 #[derive(Debug, Clone)]
 pub struct Bins {
     pub dataplane: PathBuf,
+    pub control: PathBuf,
     pub loadgen: PathBuf,
 }
 
@@ -25,13 +26,15 @@ pub fn build_binaries(skip: bool) -> anyhow::Result<Bins> {
         .ok_or_else(|| anyhow!("{} has no parent directory", exe.display()))?;
     if !skip {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("bench: cargo build --release -p ringmesh-dataplane -p ringmesh-loadgen");
+        eprintln!("bench: cargo build --release -p ringmesh-dataplane -p ringmesh-control -p ringmesh-loadgen");
         let status = Command::new(&cargo)
             .args([
                 "build",
                 "--release",
                 "-p",
                 "ringmesh-dataplane",
+                "-p",
+                "ringmesh-control",
                 "-p",
                 "ringmesh-loadgen",
             ])
@@ -43,9 +46,10 @@ pub fn build_binaries(skip: bool) -> anyhow::Result<Bins> {
     }
     let bins = Bins {
         dataplane: dir.join("ringmesh-dataplane"),
+        control: dir.join("ringmesh-control"),
         loadgen: dir.join("ringmesh-loadgen"),
     };
-    for b in [&bins.dataplane, &bins.loadgen] {
+    for b in [&bins.dataplane, &bins.control, &bins.loadgen] {
         if !b.is_file() {
             bail!(
                 "{} not found (build it with cargo build --release)",
