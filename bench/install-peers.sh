@@ -5,6 +5,6 @@
 set -eu
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 $SUDO apt-get update
-$SUDO apt-get install -y nginx-light haproxy wrk
+$SUDO apt-get install -y nginx-light libnginx-mod-stream haproxy wrk
 # The packages start system services we do not want competing for CPU.
 $SUDO systemctl disable --now nginx haproxy 2>/dev/null || true

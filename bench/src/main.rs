@@ -7,6 +7,7 @@ mod peers;
 mod procs;
 mod report;
 mod scenario;
+mod swap;
 mod wrk;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Cmd {
     Http(scenario::BenchArgs),
     /// L4 benchmark: TCP relay of the same HTTP/1.1 load.
     L4(scenario::BenchArgs),
+    /// Table-swap latency (SIGHUP → last acknowledgement) with a large table.
+    Swap(swap::SwapArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             scenario::run(&layers, a)
         }
         Cmd::L4(a) => scenario::run(&[peers::Layer::L4], a),
+        Cmd::Swap(a) => swap::run(a),
     };
     match res {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -1,6 +1,7 @@
-//! The one-shot subcommands (`check`, `status`, `diff`), each returning its exit
+//! The one-shot subcommands (`check`, `status`, `diff`, `ca init`), each returning its exit
 //! code after printing its report: results on stdout, problems on stderr.
 
+use crate::ca;
 use crate::client::Client;
 use crate::diff::diff;
 use crate::status::{check_line, format_status};
@@ -72,5 +73,25 @@ pub fn diff_running(file: &Path, socket: &Path) -> u8 {
             running.generation
         );
         EXIT_CHANGES
+    }
+}
+
+/// Creates the node's mesh CA in `dir` and prints where it went.
+pub fn ca_init(dir: &Path, trust_domain: &str, days: u32, force: bool) -> u8 {
+    match ca::init(dir, trust_domain, days, force) {
+        Ok(created) => {
+            println!("CA certificate: {}", created.cert.display());
+            println!("CA key: {} (mode 0600)", created.key.display());
+            println!("trust domain: {}", created.trust_domain);
+            println!(
+                "valid for {days} day(s), until unix time {}",
+                created.not_after_unix
+            );
+            EXIT_OK
+        }
+        Err(err) => {
+            eprintln!("ringmesh-control ca init: {err}");
+            EXIT_ERROR
+        }
     }
 }

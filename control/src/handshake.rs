@@ -104,6 +104,7 @@ pub fn message_kind(message: &Message) -> &'static str {
         Message::StatusRequest => "status_request",
         Message::StatusReply { .. } => "status_reply",
         Message::SnapshotRequest => "snapshot_request",
+        Message::Identity { .. } => "identity",
     }
 }
 
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(
             decision,
             Decision::Reject(
-                "protocol 2.0 is not supported by this control process (speaks 1.0)".into()
+                "protocol 2.0 is not supported by this control process (speaks 1.1)".into()
             )
         );
     }

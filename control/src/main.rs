@@ -1,6 +1,7 @@
 //! ringmesh-control entry point: parse the command line, set up logging, run.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use ringmesh_control::issuer::{CaFlags, SvidIssuer};
 use ringmesh_control::{commands, server};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,6 +28,59 @@ struct Cli {
     /// Control socket to create.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    #[command(flatten)]
+    ca: MeshCaArgs,
+}
+
+/// Serving as the node's mesh CA: every dataplane gets an X.509-SVID.
+#[derive(Debug, Args)]
+struct MeshCaArgs {
+    /// Directory with ca.pem and ca.key (made by `ca init`); enables SVIDs.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// SPIFFE trust domain of the CA (required with --ca-dir).
+    #[arg(long, value_name = "TD")]
+    trust_domain: Option<String>,
+    /// SVID lifetime, such as 24h or 30m (at least 1m) [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    svid_ttl: Option<String>,
+    /// TOML file mapping node names to SPIFFE IDs ([[identity]] node, spiffe_id).
+    #[arg(long, value_name = "FILE")]
+    identities: Option<PathBuf>,
+    /// Renew SVIDs this long after issuing them instead of at half their lifetime (tests).
+    #[arg(long, value_name = "DURATION", hide = true)]
+    svid_rotate_after: Option<String>,
+}
+
+impl MeshCaArgs {
+    fn flags(&self) -> CaFlags<'_> {
+        CaFlags {
+            ca_dir: self.ca_dir.as_deref(),
+            trust_domain: self.trust_domain.as_deref(),
+            svid_ttl: self.svid_ttl.as_deref(),
+            identities: self.identities.as_deref(),
+            svid_rotate_after: self.svid_rotate_after.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a CA key (ECDSA P-256) and self-signed CA certificate in DIR.
+    Init {
+        /// Directory to write ca.pem and ca.key (mode 0600) into; created if missing.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// SPIFFE trust domain the CA signs for, such as mesh.example.
+        #[arg(long, value_name = "TD")]
+        trust_domain: String,
+        /// Days the CA certificate is valid.
+        #[arg(long, value_name = "N", default_value_t = 365)]
+        days: u32,
+        /// Replace an existing ca.pem / ca.key.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +91,13 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        #[command(flatten)]
+        ca: MeshCaArgs,
+    },
+    /// Manage the node's mesh CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
     },
     /// Validate a config file: exit 0 if valid, 1 with every problem if not.
     Check {
@@ -63,9 +124,18 @@ fn main() -> ExitCode {
         Some(Command::Check { file }) => commands::check(&file),
         Some(Command::Status { socket }) => commands::status(&socket),
         Some(Command::Diff { file, socket }) => commands::diff_running(&file, &socket),
-        Some(Command::Serve { config, socket }) => serve(config, socket),
+        Some(Command::Serve { config, socket, ca }) => serve(config, socket, &ca),
+        Some(Command::Ca {
+            command:
+                CaCommand::Init {
+                    dir,
+                    trust_domain,
+                    days,
+                    force,
+                },
+        }) => commands::ca_init(&dir, &trust_domain, days, force),
         None => match cli.config {
-            Some(config) => serve(config, cli.socket),
+            Some(config) => serve(config, cli.socket, &cli.ca),
             // clap enforces --config without a subcommand; keep a clear message anyway.
             None => {
                 eprintln!("ringmesh-control: --config FILE is required to serve");
@@ -76,9 +146,28 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn serve(config: PathBuf, socket: PathBuf) -> u8 {
+fn serve(config: PathBuf, socket: PathBuf, ca: &MeshCaArgs) -> u8 {
     init_logging();
-    match server::serve(&config, &socket) {
+    // The CA is loaded before anything else so a bad flag or file never leaves a
+    // socket behind; errors name the flag or the file.
+    let issuer = match SvidIssuer::from_flags(&ca.flags()) {
+        Ok(issuer) => issuer,
+        Err(err) => {
+            eprintln!("ringmesh-control: {err}");
+            return commands::EXIT_ERROR;
+        }
+    };
+    if let Some(issuer) = &issuer {
+        tracing::info!(
+            ca = %issuer.ca().cert_path().display(),
+            trust_domain = issuer.ca().trust_domain(),
+            ca_expires_unix = issuer.ca().not_after_unix(),
+            svid_ttl = ?issuer.ttl(),
+            mapped_nodes = issuer.identities().len(),
+            "serving as the mesh CA"
+        );
+    }
+    match server::serve(&config, &socket, issuer) {
         Ok(()) => commands::EXIT_OK,
         Err(server::ServeError::Config(errors)) => {
             eprintln!("{errors}");

@@ -7,6 +7,7 @@
 //! hooked before the socket exists (a quick SIGTERM still cleans up), and
 //! `READY=1` is sent once the socket is listening.
 
+use crate::issuer::SvidIssuer;
 use crate::notify;
 use crate::reload::{self, ReloadOutcome};
 use crate::session::{self, refuse};
@@ -44,15 +45,23 @@ pub enum ServeError {
     Thread(std::io::Error),
 }
 
-/// Runs the control process until SIGTERM or SIGINT.
-pub fn serve(config: &Path, socket_path: &Path) -> Result<(), ServeError> {
+/// Runs the control process until SIGTERM or SIGINT; with `svid_issuer`, as the
+/// node's mesh CA too.
+pub fn serve(
+    config: &Path,
+    socket_path: &Path,
+    svid_issuer: Option<SvidIssuer>,
+) -> Result<(), ServeError> {
     let first = compile_file(config, 1).map_err(ServeError::Config)?;
-    let shared = Arc::new(Shared::new(config.to_path_buf(), first).map_err(|source| {
-        ServeError::Encode {
+    let mut shared =
+        Shared::new(config.to_path_buf(), first).map_err(|source| ServeError::Encode {
             path: config.to_path_buf(),
             source,
-        }
-    })?);
+        })?;
+    if let Some(issuer) = svid_issuer {
+        shared = shared.with_svid_issuer(issuer);
+    }
+    let shared = Arc::new(shared);
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
     let socket = ControlSocket::bind(socket_path)?;
     let listener = match socket.listener.try_clone() {

@@ -8,15 +8,21 @@
 //! order. A reader thread takes the dataplane's `Ack`/`Nack` answers; the writer
 //! (this thread) waits on the session's event channel. Either side ending (peer
 //! gone, write failure, protocol violation) stops the other.
+//!
+//! When the control process is the mesh CA and the dataplane speaks 1.1, the
+//! writer also sends an `identity` right after the first snapshot and again at
+//! each renewal time: it waits for "next snapshot or renewal due", whichever is
+//! first (`next_event`), so every frame leaves from this one thread.
 
 use crate::handshake::{self, check_peer_uid, message_kind, Accepted, Decision};
+use crate::issuer::SessionIdentity;
 use crate::socket::{peer_credentials, Peer};
 use crate::state::{AckOutcome, Event, SessionId, Shared, SnapshotFrame};
 use ringmesh_api::wire::{self, Message, ProtocolVersion, Role, WireError};
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,21 +171,39 @@ fn serve_dataplane(mut stream: UnixStream, shared: &Arc<Shared>, client: &Accept
         }
     };
 
+    let mut identity = SessionIdentity::start(shared.svid_issuer(), node, client.protocol);
     let mut last_sent = 0;
-    let mut next = Some(first);
-    while let Some(frame) = next.take() {
-        if frame.generation > last_sent {
-            // Recorded before writing: a fast dataplane may answer before the write
-            // call returns, and its Ack must find the generation already sent.
-            last_sent = frame.generation;
-            shared.mark_sent(id, last_sent);
-            if let Err(err) = stream.write_all(&frame.bytes).and_then(|()| stream.flush()) {
-                tracing::warn!(node, generation = last_sent, error = %err, "sending the snapshot failed; closing");
-                break;
+    let mut next = Next::Snapshot(first);
+    loop {
+        match next {
+            Next::Snapshot(frame) if frame.generation > last_sent => {
+                // Recorded before writing: a fast dataplane may answer before the write
+                // call returns, and its Ack must find the generation already sent.
+                last_sent = frame.generation;
+                shared.mark_sent(id, last_sent);
+                if let Err(err) = stream.write_all(&frame.bytes).and_then(|()| stream.flush()) {
+                    tracing::warn!(node, generation = last_sent, error = %err, "sending the snapshot failed; closing");
+                    break;
+                }
+                tracing::debug!(node, generation = last_sent, "snapshot sent");
             }
-            tracing::debug!(node, generation = last_sent, "snapshot sent");
+            Next::Snapshot(_) | Next::Timer => {}
+            Next::End => break,
         }
-        next = next_to_send(&events);
+        // The first identity is due at once, so it follows the first snapshot.
+        if let Some(schedule) = identity.as_mut().filter(|s| s.due() <= Instant::now()) {
+            if let Some(issued) = schedule.issue() {
+                if let Err(err) = stream
+                    .write_all(&issued.frame)
+                    .and_then(|()| stream.flush())
+                {
+                    tracing::warn!(node, error = %err, "sending the SVID failed; closing");
+                    break;
+                }
+                shared.mark_svid(id, &issued.svid.spiffe_id, issued.svid.expires_unix);
+            }
+        }
+        next = next_event(&events, identity.as_ref().map(SessionIdentity::due));
     }
     shared.unregister(id);
     let _ = stream.shutdown(Shutdown::Both);
@@ -189,19 +213,33 @@ fn serve_dataplane(mut stream: UnixStream, shared: &Arc<Shared>, client: &Accept
     tracing::info!(node, connected_for = ?connected.elapsed(), "dataplane disconnected");
 }
 
-/// Waits for the next snapshot to send; `None` when the session should end. When
-/// several generations queued up while the previous write was slow, only the
-/// newest is sent: every snapshot is complete, so the ones between are moot.
-fn next_to_send(events: &Receiver<Event>) -> Option<Arc<SnapshotFrame>> {
-    let mut newest = match events.recv() {
+/// What the writer does next.
+enum Next {
+    Snapshot(Arc<SnapshotFrame>),
+    /// The SVID renewal time came.
+    Timer,
+    /// The session should end.
+    End,
+}
+
+/// Waits for the next snapshot to send or for `deadline` (the SVID renewal).
+/// When several generations queued up while the previous write was slow, only
+/// the newest is sent: every snapshot is complete, so the ones between are moot.
+fn next_event(events: &Receiver<Event>, deadline: Option<Instant>) -> Next {
+    let first = match deadline {
+        None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        Some(at) => events.recv_timeout(at.saturating_duration_since(Instant::now())),
+    };
+    let mut newest = match first {
         Ok(Event::Snapshot(frame)) => frame,
-        Ok(Event::PeerGone) | Err(_) => return None,
+        Err(RecvTimeoutError::Timeout) => return Next::Timer,
+        Ok(Event::PeerGone) | Err(RecvTimeoutError::Disconnected) => return Next::End,
     };
     loop {
         match events.try_recv() {
             Ok(Event::Snapshot(frame)) => newest = frame,
-            Ok(Event::PeerGone) => return None,
-            Err(_) => return Some(newest),
+            Ok(Event::PeerGone) => return Next::End,
+            Err(_) => return Next::Snapshot(newest),
         }
     }
 }

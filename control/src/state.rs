@@ -1,6 +1,7 @@
 //! What the control process knows, shared by the accept loop, every connection
 //! thread and the reload thread: the snapshot being served, the last reload error,
-//! and one entry per connected dataplane with the channel that feeds it snapshots.
+//! the SVID issuer (when serving as the mesh CA), and one entry per connected
+//! dataplane with the channel that feeds it snapshots and its current SVID.
 //!
 //! One `Mutex` guards it all. This is not the request path: it is taken a few times
 //! per connection and per reload, never while doing IO. Publishing a snapshot and
@@ -8,6 +9,7 @@
 //! dataplane gets every generation exactly once and in order: it either sees the new
 //! snapshot as "current" when it registers, or receives it through its channel.
 
+use crate::issuer::SvidIssuer;
 use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, Message, WireError};
 use ringmesh_api::Snapshot;
 use std::collections::BTreeMap;
@@ -69,6 +71,8 @@ struct DataplaneEntry {
     /// Highest generation handed to the writer.
     sent: u64,
     last_nack: Option<String>,
+    /// The SVID last sent: its SPIFFE ID and expiry (unix seconds).
+    svid: Option<(String, i64)>,
     events: Sender<Event>,
 }
 
@@ -84,6 +88,8 @@ struct State {
 /// The control process's state, shared between threads behind an `Arc`.
 pub struct Shared {
     config_path: PathBuf,
+    /// Set when serving as the mesh CA; never changes afterwards.
+    svid_issuer: Option<Arc<SvidIssuer>>,
     state: Mutex<State>,
 }
 
@@ -93,6 +99,7 @@ impl Shared {
         let frame = SnapshotFrame::encode(&first)?;
         Ok(Shared {
             config_path,
+            svid_issuer: None,
             state: Mutex::new(State {
                 current: Arc::new(first),
                 current_frame: Arc::new(frame),
@@ -102,6 +109,16 @@ impl Shared {
                 next_id: 1,
             }),
         })
+    }
+
+    /// Serve as the mesh CA: every dataplane session gets SVIDs from `issuer`.
+    pub fn with_svid_issuer(mut self, issuer: SvidIssuer) -> Self {
+        self.svid_issuer = Some(Arc::new(issuer));
+        self
+    }
+
+    pub fn svid_issuer(&self) -> Option<&Arc<SvidIssuer>> {
+        self.svid_issuer.as_ref()
     }
 
     pub fn config_path(&self) -> &Path {
@@ -145,6 +162,7 @@ impl Shared {
                 acked: 0,
                 sent: 0,
                 last_nack: None,
+                svid: None,
                 events: events.clone(),
             },
         );
@@ -159,6 +177,14 @@ impl Shared {
     pub fn mark_sent(&self, id: SessionId, generation: u64) {
         if let Some(entry) = self.lock().dataplanes.get_mut(&id) {
             entry.sent = entry.sent.max(generation);
+        }
+    }
+
+    /// The writer sent this dataplane an SVID for `spiffe_id` expiring at
+    /// `expires_unix`.
+    pub fn mark_svid(&self, id: SessionId, spiffe_id: &str, expires_unix: i64) {
+        if let Some(entry) = self.lock().dataplanes.get_mut(&id) {
+            entry.svid = Some((spiffe_id.to_string(), expires_unix));
         }
     }
 
@@ -240,6 +266,8 @@ impl Shared {
                     acked_generation: entry.acked,
                     last_nack: entry.last_nack.clone(),
                     connected_secs: entry.connected_at.elapsed().as_secs(),
+                    spiffe_id: entry.svid.as_ref().map(|(id, _)| id.clone()),
+                    svid_expires_unix: entry.svid.as_ref().map(|(_, expires)| *expires),
                 })
                 .collect(),
         }
@@ -310,5 +338,19 @@ mod tests {
         assert!(shared.status().last_error.is_some());
         shared.publish(snapshot(2)).unwrap();
         assert_eq!(shared.status().last_error, None);
+    }
+
+    #[test]
+    fn svids_show_in_status() {
+        let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
+        let (id, _, _receiver, _stop) = shared.register("node-a");
+        assert_eq!(shared.status().dataplanes[0].svid_expires_unix, None);
+        shared.mark_svid(id, "spiffe://td/ns/default/sa/node-a", 1_700_000_000);
+        let row = &shared.status().dataplanes[0];
+        assert_eq!(
+            row.spiffe_id.as_deref(),
+            Some("spiffe://td/ns/default/sa/node-a")
+        );
+        assert_eq!(row.svid_expires_unix, Some(1_700_000_000));
     }
 }

@@ -32,7 +32,15 @@ pub fn check_line(file: &str, snapshot: &Snapshot) -> String {
 ///   node-a  acked 3         connected 1h02m03s  last nack: -
 ///   node-b  acked 2 behind  connected 5s        last nack: generation 3: bind failed
 /// ```
+///
+/// When serving as the mesh CA, a column before `last nack` shows each
+/// dataplane's SVID: `svid spiffe://td/ns/default/sa/node-a (expires in 11h59m)`.
 pub fn format_status(status: &ControlStatus) -> String {
+    format_status_at(status, crate::issuer::unix_now())
+}
+
+/// [`format_status`] with the current time (unix seconds) given, for SVID expiry.
+pub fn format_status_at(status: &ControlStatus, now_unix: i64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "generation: {}", status.generation);
     let _ = writeln!(out, "config: {}", status.config_path);
@@ -69,16 +77,41 @@ pub fn format_status(status: &ControlStatus) -> String {
         .collect();
     let acked_width = rows.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
     let connected_width = rows.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
-    for (d, (acked, connected)) in status.dataplanes.iter().zip(&rows) {
+    let any_svid = status.dataplanes.iter().any(|d| d.spiffe_id.is_some());
+    let svids: Vec<String> = status
+        .dataplanes
+        .iter()
+        .map(|d| match (any_svid, &d.spiffe_id) {
+            (false, _) => String::new(),
+            (true, None) => "svid -  ".to_string(),
+            (true, Some(id)) => format!(
+                "svid {id} ({})  ",
+                svid_expiry(d.svid_expires_unix, now_unix)
+            ),
+        })
+        .collect();
+    let svid_width = svids.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+    for ((d, (acked, connected)), svid) in status.dataplanes.iter().zip(&rows).zip(&svids) {
         let nack = d.last_nack.as_deref().unwrap_or("-");
         let _ = writeln!(
             out,
-            "  {:node_width$}  {acked:acked_width$}  {connected:connected_width$}  last nack: {}",
+            "  {:node_width$}  {acked:acked_width$}  {connected:connected_width$}  {svid:svid_width$}last nack: {}",
             d.node,
             nack.replace('\n', " ")
         );
     }
     out
+}
+
+/// `expires in 11h59m`, `expired 5s ago`, or `expiry unknown`.
+fn svid_expiry(expires_unix: Option<i64>, now_unix: i64) -> String {
+    match expires_unix {
+        None => "expiry unknown".to_string(),
+        Some(at) if at > now_unix => {
+            format!("expires in {}", format_duration(at.abs_diff(now_unix)))
+        }
+        Some(at) => format!("expired {} ago", format_duration(at.abs_diff(now_unix))),
+    }
 }
 
 /// `45s`, `3m07s`, `1h02m03s`, `2d04h05m`.
@@ -127,12 +160,16 @@ mod tests {
                     acked_generation: 3,
                     last_nack: None,
                     connected_secs: 3_723,
+                    spiffe_id: None,
+                    svid_expires_unix: None,
                 },
                 DataplaneStatus {
                     node: "b".into(),
                     acked_generation: 2,
                     last_nack: Some("generation 3: bind failed".into()),
                     connected_secs: 5,
+                    spiffe_id: None,
+                    svid_expires_unix: None,
                 },
             ],
         };
@@ -146,6 +183,35 @@ mod tests {
              dataplanes: 2\n\
              \x20 node-a  acked 3         connected 1h02m03s  last nack: -\n\
              \x20 b       acked 2 behind  connected 5s        last nack: generation 3: bind failed\n"
+        );
+    }
+
+    #[test]
+    fn svid_column_when_serving_as_the_ca() {
+        let row = |node: &str, svid: Option<(&str, i64)>| DataplaneStatus {
+            node: node.into(),
+            acked_generation: 1,
+            last_nack: None,
+            connected_secs: 5,
+            spiffe_id: svid.map(|(id, _)| id.to_string()),
+            svid_expires_unix: svid.map(|(_, at)| at),
+        };
+        let status = ControlStatus {
+            config_path: "mesh.toml".into(),
+            generation: 1,
+            last_error: None,
+            dataplanes: vec![
+                row("a", Some(("spiffe://td/ns/default/sa/a", 1_000 + 43_140))),
+                row("old", None),
+                row("c", Some(("spiffe://td/x", 995))),
+            ],
+        };
+        assert_eq!(
+            format_status_at(&status, 1_000),
+            "generation: 1\nconfig: mesh.toml\nlast error: none\ndataplanes: 3\n\
+             \x20 a    acked 1  connected 5s  svid spiffe://td/ns/default/sa/a (expires in 11h59m00s)  last nack: -\n\
+             \x20 old  acked 1  connected 5s  svid -                                                   last nack: -\n\
+             \x20 c    acked 1  connected 5s  svid spiffe://td/x (expired 5s ago)                      last nack: -\n"
         );
     }
 

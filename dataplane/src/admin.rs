@@ -89,7 +89,9 @@ fn answer(admin: &mut Admin, mut stream: TcpStream) -> std::io::Result<()> {
                     draining,
                 ),
             ];
-            (200, admin.scraper.render(&extra))
+            let mut text = admin.scraper.render(&extra);
+            crate::metrics::render_cert_expiry(&mut text, &admin.shared.cert_expiries());
+            (200, text)
         }
         _ => (
             404,

@@ -2,9 +2,17 @@
 //! hello, take the first snapshot before serving, then apply every later one and
 //! answer Ack or Nack. When the control process goes away the last good table keeps
 //! serving and the client reconnects with backoff and jitter.
+//!
+//! A control process that is the node's mesh CA also sends `identity` messages
+//! (protocol 1.1): this dataplane's SVID and trust bundle, right after the first
+//! snapshot and again before the SVID expires. They are installed into
+//! `Shared::identity` as they arrive and are not answered (they are not
+//! generations). One that arrives before `Shared` exists (while the first
+//! snapshot is read or rebuilt) waits in the session (`pending_identity`) and is
+//! installed when following starts, so none is lost.
 
 use crate::apply::Applier;
-use ringmesh_api::wire::{self, Message, ProtocolVersion, Role, WireError};
+use ringmesh_api::wire::{self, KeyPem, Message, ProtocolVersion, Role, WireError};
 use ringmesh_api::Snapshot;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,6 +23,26 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub struct Session {
     stream: UnixStream,
+    /// The newest identity read while waiting for a snapshot, not installed yet.
+    pending_identity: Option<Identity>,
+}
+
+/// An `identity` message: the SVID and trust bundle to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub spiffe_id: String,
+    pub chain_pem: String,
+    pub key_pem: KeyPem,
+    pub bundle_pem: String,
+    pub trust_domain: String,
+    pub expires_unix: i64,
+}
+
+/// What the control process sent.
+#[derive(Debug)]
+pub enum Incoming {
+    Snapshot(Snapshot),
+    Identity(Identity),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,20 +92,57 @@ impl Session {
             Message::Reject { reason } => return Err(SessionError::Rejected(reason)),
             other => return Err(SessionError::Unexpected(kind(&other))),
         }
-        let mut session = Session { stream };
+        let mut session = Session {
+            stream,
+            pending_identity: None,
+        };
         let snapshot = session.next_snapshot()?;
         Ok((session, snapshot))
     }
 
+    /// The next snapshot. An identity read on the way is kept for
+    /// [`Session::take_pending_identity`] (the newest one wins).
     pub fn next_snapshot(&mut self) -> Result<Snapshot, SessionError> {
         loop {
+            match self.next_incoming()? {
+                Incoming::Snapshot(snapshot) => return Ok(snapshot),
+                Incoming::Identity(identity) => self.pending_identity = Some(identity),
+            }
+        }
+    }
+
+    /// The next snapshot or identity.
+    pub fn next_incoming(&mut self) -> Result<Incoming, SessionError> {
+        loop {
             match wire::read_message(&mut self.stream)? {
-                Message::Snapshot { snapshot } => return Ok(*snapshot),
+                Message::Snapshot { snapshot } => return Ok(Incoming::Snapshot(*snapshot)),
+                Message::Identity {
+                    spiffe_id,
+                    chain_pem,
+                    key_pem,
+                    bundle_pem,
+                    trust_domain,
+                    expires_unix,
+                } => {
+                    return Ok(Incoming::Identity(Identity {
+                        spiffe_id,
+                        chain_pem,
+                        key_pem,
+                        bundle_pem,
+                        trust_domain,
+                        expires_unix,
+                    }))
+                }
                 Message::Reject { reason } => return Err(SessionError::Rejected(reason)),
                 // Messages a newer minor version may add are skipped.
                 other => tracing::debug!(message = kind(&other), "ignoring control message"),
             }
         }
+    }
+
+    /// The identity that arrived while a snapshot was awaited, if any.
+    pub fn take_pending_identity(&mut self) -> Option<Identity> {
+        self.pending_identity.take()
     }
 
     pub fn ack(&mut self, generation: u64) -> Result<(), SessionError> {
@@ -176,13 +241,20 @@ fn follow_forever(
 ) {
     let mut backoff = Backoff::new();
     let mut current = serving;
+    if let Some(identity) = session.take_pending_identity() {
+        install_identity(applier, &identity);
+    }
     loop {
-        match session.next_snapshot() {
-            Ok(snapshot) => {
+        match session.next_incoming() {
+            Ok(Incoming::Snapshot(snapshot)) => {
                 backoff.reset();
                 if let Err(err) = apply_and_answer(&mut session, applier, &mut current, snapshot) {
                     tracing::warn!(error = %err, "control connection lost");
                 }
+                continue;
+            }
+            Ok(Incoming::Identity(identity)) => {
+                install_identity(applier, &identity);
                 continue;
             }
             Err(err) => {
@@ -205,6 +277,9 @@ fn follow_forever(
                         "reconnected to the control process"
                     );
                     let mut fresh = fresh;
+                    if let Some(identity) = fresh.take_pending_identity() {
+                        install_identity(applier, &identity);
+                    }
                     if let Err(err) = apply_and_answer(&mut fresh, applier, &mut current, snapshot)
                     {
                         tracing::warn!(error = %err, "control connection lost again");
@@ -215,6 +290,46 @@ fn follow_forever(
                 Err(err) => tracing::debug!(error = %err, "control process still unreachable"),
             }
         };
+    }
+}
+
+/// Installs an SVID from the control process and logs the outcome; a refused one
+/// leaves the previous identity serving. Never answered on the wire.
+fn install_identity(applier: &Applier, identity: &Identity) {
+    let installed = applier.shared().identity.install(
+        &identity.chain_pem,
+        &identity.key_pem.0,
+        &identity.bundle_pem,
+        &identity.trust_domain,
+    );
+    match installed {
+        Ok(info) => {
+            if info.spiffe_id.as_str() != identity.spiffe_id {
+                tracing::warn!(
+                    announced = %identity.spiffe_id,
+                    in_certificate = %info.spiffe_id,
+                    "the identity message names another SPIFFE ID than its certificate; the certificate's is used"
+                );
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let left = u64::try_from(info.expires_unix)
+                .unwrap_or(0)
+                .saturating_sub(now);
+            tracing::info!(
+                spiffe_id = %info.spiffe_id,
+                serial = %info.serial_hex,
+                expires_unix = info.expires_unix,
+                expires_in = ?Duration::from_secs(left),
+                "SVID installed"
+            );
+        }
+        Err(reason) => tracing::error!(
+            spiffe_id = %identity.spiffe_id,
+            %reason,
+            "SVID from the control process refused; keeping the previous identity"
+        ),
     }
 }
 
@@ -248,5 +363,100 @@ fn apply_and_answer(
             tracing::error!(generation, %reason, "snapshot rejected; keeping the current table");
             session.nack(generation, reason)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn identity(serial: &str) -> Message {
+        Message::Identity {
+            spiffe_id: format!("spiffe://td/ns/default/sa/{serial}"),
+            chain_pem: "chain".into(),
+            key_pem: KeyPem("key".into()),
+            bundle_pem: "bundle".into(),
+            trust_domain: "td".into(),
+            expires_unix: 1,
+        }
+    }
+
+    fn snapshot(generation: u64) -> Message {
+        let snapshot = ringmesh_api::compile_str(
+            "[[cluster]]\nname = \"a\"\nendpoints = [\"127.0.0.1:1\"]\n",
+            "mesh.toml",
+            generation,
+        )
+        .unwrap();
+        Message::Snapshot {
+            snapshot: Box::new(snapshot),
+        }
+    }
+
+    /// A control process that answers the hello and then sends `script`.
+    fn control(tag: &str, script: Vec<Message>) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let dir = std::env::temp_dir().join(format!("ringmesh-cc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let hello = wire::read_message(&mut stream).unwrap();
+            assert!(matches!(hello, Message::Hello { protocol, .. } if protocol.has_identity()));
+            let ack = Message::HelloAck {
+                protocol: ProtocolVersion::CURRENT,
+            };
+            wire::write_message(&mut stream, &ack).unwrap();
+            for message in script {
+                wire::write_message(&mut stream, &message).unwrap();
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+        (path, handle)
+    }
+
+    #[test]
+    fn identities_are_kept_or_returned_and_other_kinds_skipped() {
+        let script = vec![
+            identity("early"),
+            snapshot(1),
+            identity("second"),
+            // A kind a dataplane never receives: skipped, not fatal.
+            Message::StatusRequest,
+            snapshot(2),
+        ];
+        let (path, control) = control("identity", script);
+        let (mut session, first) = Session::open(&path, "node-a").unwrap();
+        assert_eq!(first.generation, 1);
+        let early = session.take_pending_identity().unwrap();
+        assert_eq!(early.spiffe_id, "spiffe://td/ns/default/sa/early");
+        assert!(session.take_pending_identity().is_none());
+        match session.next_incoming().unwrap() {
+            Incoming::Identity(second) => {
+                assert_eq!(second.spiffe_id, "spiffe://td/ns/default/sa/second");
+                assert_eq!(second.key_pem.0, "key");
+            }
+            other => panic!("expected the second identity, got {other:?}"),
+        }
+        match session.next_incoming().unwrap() {
+            Incoming::Snapshot(snapshot) => assert_eq!(snapshot.generation, 2),
+            other => panic!("expected generation 2, got {other:?}"),
+        }
+        control.join().unwrap();
+    }
+
+    #[test]
+    fn next_snapshot_keeps_an_identity_that_follows_the_first_snapshot() {
+        // What `initial` does when the first snapshot cannot be built: it asks
+        // for the next snapshot, and the identity on the way must not be lost.
+        let (path, control) = control("pending", vec![snapshot(1), identity("a"), snapshot(2)]);
+        let (mut session, first) = Session::open(&path, "node-a").unwrap();
+        assert_eq!(first.generation, 1);
+        assert_eq!(session.next_snapshot().unwrap().generation, 2);
+        let pending = session.take_pending_identity().unwrap();
+        assert_eq!(pending.spiffe_id, "spiffe://td/ns/default/sa/a");
+        control.join().unwrap();
     }
 }

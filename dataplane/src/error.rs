@@ -32,6 +32,10 @@ pub enum Kind {
     UpstreamClosedEarly,
     BadResponse(&'static str),
     RouteTimeout,
+    /// The TLS handshake with the upstream failed (reason label, detail).
+    UpstreamTls(&'static str, String),
+    /// An authorization policy refused the request (its name).
+    Forbidden,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,8 @@ impl ProxyError {
             Kind::NoEndpoint | Kind::ConnectRefused(_) | Kind::ConnectTimeout => 503,
             Kind::UpstreamReset(_) | Kind::UpstreamClosedEarly | Kind::BadResponse(_) => 502,
             Kind::RouteTimeout => 504,
+            Kind::UpstreamTls(..) => 502,
+            Kind::Forbidden => 403,
         }
     }
 
@@ -87,6 +93,10 @@ impl ProxyError {
             Kind::UpstreamClosedEarly => "upstream closed the connection before responding".into(),
             Kind::BadResponse(reason) => format!("invalid upstream response: {reason}"),
             Kind::RouteTimeout => "upstream did not respond within the route timeout".into(),
+            Kind::UpstreamTls(reason, detail) => {
+                format!("upstream TLS handshake failed ({reason}): {detail}")
+            }
+            Kind::Forbidden => "forbidden by policy".into(),
         }
     }
 }

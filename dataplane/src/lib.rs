@@ -8,8 +8,10 @@
 // Tests may unwrap: a panic there is a failed test, not a crashed proxy.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accept;
 pub mod admin;
 pub mod apply;
+pub mod authz;
 pub mod balance;
 pub mod bufpool;
 pub mod control_client;
@@ -28,6 +30,7 @@ pub mod resilience;
 pub mod route;
 pub mod settings;
 pub mod state;
+pub mod stream;
 pub mod table;
 pub mod tls;
 pub mod worker;
@@ -260,6 +263,7 @@ pub fn run(args: Args) -> ExitCode {
         "ready"
     );
 
+    tls::watch::spawn(shared.clone());
     let applier = apply::Applier::new(shared.clone(), shared.current().bound_listeners());
     notify::notify("READY=1");
     let waited = match source {

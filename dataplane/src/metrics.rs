@@ -45,8 +45,71 @@ impl Gauge {
     }
 }
 
+/// Every label a TLS handshake failure can carry (`TlsFailure::reason`); a label
+/// not listed is counted as `other`. Fixed so counters are a plain array.
+pub const TLS_REASONS: &[&str] = &[
+    "timeout",
+    "eof",
+    "io",
+    "no_identity",
+    "expired",
+    "not_yet_valid",
+    "self_signed",
+    "unknown_ca",
+    "incomplete_chain",
+    "bad_signature",
+    "bad_key_usage",
+    "not_svid",
+    "ca_leaf",
+    "wrong_identity",
+    "wrong_trust_domain",
+    "wrong_name",
+    "bad_encoding",
+    "invalid_chain",
+    "invalid_certificate",
+    "no_certificate",
+    "no_alpn",
+    "protocol_version",
+    "peer_rejected_certificate",
+    "peer_requires_certificate",
+    "peer_alert",
+    "protocol_error",
+    "tls_error",
+    "other",
+];
+const TLS_REASON_COUNT: usize = 28;
+
+/// Handshakes and their failures by reason, on one side (listener or cluster).
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    pub handshakes: Counter,
+    pub failures: [Counter; TLS_REASON_COUNT],
+}
+
+impl TlsStats {
+    pub fn failure(&self, reason: &str) {
+        let index = TLS_REASONS
+            .iter()
+            .position(|known| *known == reason)
+            .unwrap_or(TLS_REASON_COUNT - 1);
+        if let Some(counter) = self.failures.get(index) {
+            counter.inc();
+        }
+    }
+}
+
+/// Decisions of one authorization policy (or a listener's default deny).
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    pub allowed: Counter,
+    pub denied: Counter,
+}
+
 #[derive(Debug, Default)]
 pub struct ListenerStats {
+    pub tls: TlsStats,
+    /// Plaintext connections accepted by a permissive mesh listener.
+    pub mesh_plaintext: Counter,
     pub requests: Counter,
     /// Responses by status class: index 0 is 1xx … index 4 is 5xx.
     pub responses: [Counter; 5],
@@ -70,6 +133,7 @@ impl ListenerStats {
 
 #[derive(Debug, Default)]
 pub struct ClusterStats {
+    pub tls: TlsStats,
     pub requests: Counter,
     pub connections: Counter,
     pub connect_failures: Counter,
@@ -83,6 +147,8 @@ pub struct ClusterStats {
 pub enum Registration {
     Listener(String, Arc<ListenerStats>),
     Cluster(String, Arc<ClusterStats>),
+    /// (listener, policy name)
+    Policy(String, String, Arc<PolicyStats>),
 }
 
 /// Sending side, one clone per worker.
@@ -104,6 +170,7 @@ pub struct Scraper {
     receiver: Receiver<Registration>,
     listeners: BTreeMap<String, Vec<Arc<ListenerStats>>>,
     clusters: BTreeMap<String, Vec<Arc<ClusterStats>>>,
+    policies: BTreeMap<(String, String), Vec<Arc<PolicyStats>>>,
 }
 
 pub fn registry() -> (Registry, Scraper) {
@@ -114,6 +181,7 @@ pub fn registry() -> (Registry, Scraper) {
             receiver,
             listeners: BTreeMap::new(),
             clusters: BTreeMap::new(),
+            policies: BTreeMap::new(),
         },
     )
 }
@@ -128,6 +196,11 @@ impl Scraper {
                 Registration::Cluster(name, stats) => {
                     self.clusters.entry(name).or_default().push(stats)
                 }
+                Registration::Policy(listener, policy, stats) => self
+                    .policies
+                    .entry((listener, policy))
+                    .or_default()
+                    .push(stats),
             }
         }
     }
@@ -250,7 +323,91 @@ impl Scraper {
                 let _ = writeln!(out, "{metric}{{cluster=\"{cluster}\"}} {sum}");
             }
         }
+        self.render_tls(&mut out);
         out
+    }
+
+    fn render_tls(&self, out: &mut String) {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|(name, all)| (name, all.iter().map(|s| &s.tls).collect::<Vec<_>>()));
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|(name, all)| (name, all.iter().map(|s| &s.tls).collect::<Vec<_>>()));
+        render_tls_side(out, "ringmesh_tls", "listener", listeners);
+        render_tls_side(out, "ringmesh_upstream_tls", "cluster", clusters);
+        let metric = "ringmesh_mesh_plaintext_total";
+        let _ = writeln!(out, "# HELP {metric} Plaintext connections accepted by a permissive mesh listener.\n# TYPE {metric} counter");
+        for (listener, stats) in &self.listeners {
+            let sum: u64 = stats.iter().map(|s| s.mesh_plaintext.get()).sum();
+            let _ = writeln!(out, "{metric}{{listener=\"{listener}\"}} {sum}");
+        }
+        let metric = "ringmesh_authz_decisions_total";
+        let _ = writeln!(out, "# HELP {metric} Authorization decisions, by the policy that decided.\n# TYPE {metric} counter");
+        for ((listener, policy), stats) in &self.policies {
+            let allowed: u64 = stats.iter().map(|s| s.allowed.get()).sum();
+            let denied: u64 = stats.iter().map(|s| s.denied.get()).sum();
+            for (decision, value) in [("allow", allowed), ("deny", denied)] {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{listener=\"{listener}\",policy=\"{policy}\",decision=\"{decision}\"}} {value}"
+                );
+            }
+        }
+    }
+}
+
+fn render_tls_side<'a>(
+    out: &mut String,
+    prefix: &str,
+    label: &str,
+    sides: impl Iterator<Item = (&'a String, Vec<&'a TlsStats>)>,
+) {
+    let mut handshakes = String::new();
+    let mut failures = String::new();
+    for (name, stats) in sides {
+        let total: u64 = stats.iter().map(|s| s.handshakes.get()).sum();
+        if total == 0
+            && stats
+                .iter()
+                .all(|s| s.failures.iter().all(|c| c.get() == 0))
+        {
+            continue;
+        }
+        let _ = writeln!(
+            handshakes,
+            "{prefix}_handshakes_total{{{label}=\"{name}\"}} {total}"
+        );
+        for (index, reason) in TLS_REASONS.iter().enumerate() {
+            let sum: u64 = stats
+                .iter()
+                .filter_map(|s| s.failures.get(index))
+                .map(Counter::get)
+                .sum();
+            if sum > 0 {
+                let _ = writeln!(
+                    failures,
+                    "{prefix}_handshake_failures_total{{{label}=\"{name}\",reason=\"{reason}\"}} {sum}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP {prefix}_handshakes_total Completed TLS handshakes.\n# TYPE {prefix}_handshakes_total counter");
+    out.push_str(&handshakes);
+    let _ = writeln!(out, "# HELP {prefix}_handshake_failures_total Failed TLS handshakes, by reason.\n# TYPE {prefix}_handshake_failures_total counter");
+    out.push_str(&failures);
+}
+
+/// `ringmesh_certificate_expiry_seconds{cert}`: notAfter of every loaded
+/// certificate as unix time.
+pub fn render_cert_expiry(out: &mut String, certs: &[(String, i64)]) {
+    let metric = "ringmesh_certificate_expiry_seconds";
+    let _ = writeln!(out, "# HELP {metric} Expiry (notAfter) of loaded certificates, unix seconds.\n# TYPE {metric} gauge");
+    for (name, expiry) in certs {
+        let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "{metric}{{cert=\"{name}\"}} {expiry}");
     }
 }
 

@@ -192,6 +192,7 @@ mod tests {
             max_replay_body: 0,
             rate_limit: None,
             fault: None,
+            policies: Default::default(),
         }
     }
 

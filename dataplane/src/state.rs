@@ -5,16 +5,19 @@
 use crate::balance::{ClusterRuntime, EndpointRuntime};
 use crate::bufpool::BufPool;
 use crate::driver::DriverKind;
-use crate::metrics::{ClusterStats, ListenerStats, Registration, Registry};
+use crate::metrics::{ClusterStats, ListenerStats, PolicyStats, Registration, Registry};
 use crate::resilience::rate_limit::TokenBucket;
 use crate::table::{ListenerMode, Table};
+use crate::tls::setup;
 use arc_swap::ArcSwap;
 use ringmesh_api::snapshot::RateLimitSpec;
 use ringmesh_api::snapshot::StableId;
+use rustls::client::ClientSessionMemoryCache;
+use rustls::{ClientConfig, ServerConfig};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,7 +40,12 @@ pub struct Shared {
     health: ArcSwap<HashMap<StableId, Arc<AtomicBool>>>,
     /// This dataplane's SVID and trust bundle (mesh mTLS), rotated in place.
     pub identity: crate::tls::identity::MeshIdentity,
+    /// notAfter (unix seconds) of the installed file-based SVID; 0: none.
+    pub mesh_expiry: AtomicI64,
 }
+
+/// Client sessions remembered per worker for TLS resumption to upstreams.
+const CLIENT_SESSIONS: usize = 256;
 
 impl Shared {
     pub fn new(table: Table, workers: usize, registry: Registry) -> Self {
@@ -53,7 +61,50 @@ impl Shared {
             registry,
             health: ArcSwap::from_pointee(HashMap::new()),
             identity: crate::tls::identity::MeshIdentity::empty(),
+            mesh_expiry: AtomicI64::new(0),
         }
+        .with_installed_identity()
+    }
+
+    fn with_installed_identity(self) -> Self {
+        let table = self.table.load_full();
+        self.install_identity(&table);
+        self
+    }
+
+    /// Install the table's file-based SVID (if it has one) for new handshakes.
+    fn install_identity(&self, table: &Table) {
+        if let Some(loaded) = &table.mesh_identity {
+            self.install_loaded(loaded);
+        }
+    }
+
+    /// Make a file-based SVID current (from a table or the file watcher).
+    pub fn install_loaded(&self, loaded: &setup::LoadedIdentity) {
+        match setup::install(&self.identity, loaded) {
+            Ok(()) => self
+                .mesh_expiry
+                .store(loaded.expiry.unwrap_or(0), Ordering::Release),
+            Err(err) => {
+                tracing::error!(error = %err, "mesh identity from files refused; keeping the current one")
+            }
+        }
+    }
+
+    /// Certificates to export as expiry gauges: the table's plus the mesh SVID.
+    pub fn cert_expiries(&self) -> Vec<(String, i64)> {
+        let table = self.table.load();
+        let mut all = table.cert_expiries.clone();
+        let mesh = self.mesh_expiry.load(Ordering::Acquire);
+        if mesh != 0 {
+            let name = table
+                .mesh
+                .as_ref()
+                .and_then(|m| m.cert.clone())
+                .unwrap_or_else(|| "mesh".to_string());
+            all.push((name, mesh));
+        }
+        all
     }
 
     /// Make `table` current for every worker's next connection or request; returns
@@ -63,6 +114,7 @@ impl Shared {
         let epoch = self.epoch.load(Ordering::Acquire) + 1;
         table.epoch = epoch;
         let generation = table.generation;
+        self.install_identity(&table);
         self.table.store(Arc::new(table));
         self.generation.store(generation, Ordering::Release);
         self.epoch.store(epoch, Ordering::Release);
@@ -138,6 +190,12 @@ pub struct WorkerTable {
     pub listener_limits: Vec<Option<RefCell<TokenBucket>>>,
     /// This worker's share of each route's rate limit ([listener][route]).
     pub route_limits: Vec<Vec<Option<RefCell<TokenBucket>>>>,
+    /// This worker's TLS server config per listener (terminating or mesh).
+    pub server_tls: Vec<Option<Arc<ServerConfig>>>,
+    /// This worker's TLS client config per cluster (origination).
+    pub client_tls: Vec<Option<Arc<ClientConfig>>>,
+    /// Authorization counters, aligned with `table.policy_slots`.
+    pub policy_stats: Vec<Arc<PolicyStats>>,
 }
 
 fn bucket(spec: Option<&RateLimitSpec>, workers: usize) -> Option<RefCell<TokenBucket>> {
@@ -189,6 +247,9 @@ pub struct Worker {
     endpoints: RefCell<HashMap<StableId, Rc<EndpointRuntime>>>,
     listener_stats: RefCell<HashMap<String, Arc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Arc<ClusterStats>>>,
+    policy_stats: RefCell<HashMap<(String, String), Arc<PolicyStats>>>,
+    /// TLS sessions to upstreams, shared by this worker's clusters.
+    pub sessions: Arc<ClientSessionMemoryCache>,
     rng: Cell<u64>,
     request_ids: Cell<u64>,
     /// High half of every request id: differs per worker and per process run.
@@ -213,10 +274,15 @@ impl Worker {
                 listener_stats: Vec::new(),
                 listener_limits: Vec::new(),
                 route_limits: Vec::new(),
+                server_tls: Vec::new(),
+                client_tls: Vec::new(),
+                policy_stats: Vec::new(),
             })),
             endpoints: RefCell::new(HashMap::new()),
             listener_stats: RefCell::new(HashMap::new()),
             cluster_stats: RefCell::new(HashMap::new()),
+            policy_stats: RefCell::new(HashMap::new()),
+            sessions: crate::tls::config::session_cache(CLIENT_SESSIONS),
             rng: Cell::new(seed),
             request_ids: Cell::new(0),
             request_id_prefix: seed.rotate_left(17) ^ ((index as u64) << 56),
@@ -305,6 +371,38 @@ impl Worker {
                 ListenerMode::Tcp(_) => Vec::new(),
             })
             .collect();
+        let identity = &self.shared.identity;
+        let server_tls = table
+            .listeners
+            .iter()
+            .map(|l| match setup::server_config(l.tls.as_ref(), l.mesh, identity) {
+                Some(Ok(config)) => Some(config),
+                Some(Err(err)) => {
+                    tracing::error!(listener = %l.name, error = %err, "TLS server config refused");
+                    None
+                }
+                None => None,
+            })
+            .collect();
+        let client_tls = table
+            .clusters
+            .iter()
+            .map(|c| {
+                let tls = c.tls.as_ref()?;
+                match setup::client_config(tls, identity, &self.sessions) {
+                    Ok(config) => Some(config),
+                    Err(err) => {
+                        tracing::error!(cluster = %c.name, error = %err, "TLS client config refused");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let policy_stats = table
+            .policy_slots
+            .iter()
+            .map(|(listener, policy)| self.policy_stats_for(listener, policy))
+            .collect();
         let epoch = table.epoch;
         *self.current.borrow_mut() = Rc::new(WorkerTable {
             table,
@@ -312,6 +410,9 @@ impl Worker {
             listener_stats,
             listener_limits,
             route_limits,
+            server_tls,
+            client_tls,
+            policy_stats,
         });
         if let Some(adopted) = self.shared.adopted.get(self.index) {
             adopted.store(epoch, Ordering::Release);
@@ -327,6 +428,22 @@ impl Worker {
                 self.shared
                     .registry
                     .register(Registration::Listener(name.to_string(), stats.clone()));
+                stats
+            })
+            .clone()
+    }
+
+    fn policy_stats_for(&self, listener: &str, policy: &str) -> Arc<PolicyStats> {
+        self.policy_stats
+            .borrow_mut()
+            .entry((listener.to_string(), policy.to_string()))
+            .or_insert_with(|| {
+                let stats = Arc::new(PolicyStats::default());
+                self.shared.registry.register(Registration::Policy(
+                    listener.to_string(),
+                    policy.to_string(),
+                    stats.clone(),
+                ));
                 stats
             })
             .clone()

@@ -1,17 +1,19 @@
 //! The runtime table: a snapshot compiled once (regexes, split weights, header values)
 //! into the immutable form every worker reads on the request path.
 
+use crate::authz::{Policies, Slots};
 use crate::policy::{self, HashTable, OutlierPolicy};
 use crate::resilience::breaker::Limits;
 use crate::resilience::fault::FaultPolicy;
 use crate::resilience::retry::{RetryBudgetConfig, RetryPolicy};
+use crate::tls::setup::{self, ClusterTls, Expiries, ListenerTlsTable, LoadedIdentity};
 use regex::bytes::Regex;
 use ringmesh_api::snapshot::{
     Balance, ClusterSpec, DirectResponse, EndpointSpec, ForwardHeaders, HeaderMatch, HeaderOps,
     HeaderValueMatch, HostMatch, HttpLimits, ListenerKind, PathMatch, PoolSpec, RouteAction,
     RouteSpec, Snapshot, StableId, TcpProxySpec,
 };
-use ringmesh_api::snapshot::{HashKey, HealthCheckSpec, RateLimitSpec};
+use ringmesh_api::snapshot::{HashKey, HealthCheckSpec, MeshMode, MeshSpec, RateLimitSpec};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,22 @@ pub struct Table {
     pub epoch: u64,
     pub listeners: Vec<ListenerTable>,
     pub clusters: Vec<ClusterTable>,
+    /// `[mesh]` as configured.
+    pub mesh: Option<MeshSpec>,
+    /// The file-based SVID read for this table, installed when it is published.
+    pub mesh_identity: Option<LoadedIdentity>,
+    /// Listener and client certificates loaded for this table, with expiry.
+    pub cert_expiries: Expiries,
+    /// (listener, policy) of every authorization counter slot.
+    pub policy_slots: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for LoadedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedIdentity")
+            .field("expiry", &self.expiry)
+            .finish()
+    }
 }
 
 impl Table {
@@ -81,6 +99,36 @@ pub struct ListenerTable {
     pub max_connections: u32,
     pub mode: ListenerMode,
     pub rate_limit: Option<RateLimitSpec>,
+    /// Certificates of a terminating (`tls`/`https`) listener.
+    pub tls: Option<ListenerTlsTable>,
+    pub mesh: Option<MeshMode>,
+    /// Lower-case header that carries the peer's SPIFFE ID upstream.
+    pub identity_header: Option<String>,
+    pub policies: Policies,
+    /// `tls_passthrough`: SNI → cluster index.
+    pub sni_routes: SniRouter,
+}
+
+/// Clusters by SNI for `tls_passthrough`: exact names, then `*.suffix`.
+#[derive(Debug, Default)]
+pub struct SniRouter {
+    exact: Vec<(String, usize)>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: Vec<(String, usize)>,
+}
+
+impl SniRouter {
+    pub fn lookup(&self, sni: &str) -> Option<usize> {
+        let sni = sni.trim_end_matches('.');
+        if let Some((_, cluster)) = self.exact.iter().find(|(name, _)| name == sni) {
+            return Some(*cluster);
+        }
+        let (_, suffix) = sni.split_once('.')?;
+        self.wildcard
+            .iter()
+            .find(|(name, _)| name == suffix)
+            .map(|(_, cluster)| *cluster)
+    }
 }
 
 #[derive(Debug)]
@@ -115,6 +163,7 @@ pub struct Route {
     pub max_replay_body: u64,
     pub rate_limit: Option<RateLimitSpec>,
     pub fault: Option<FaultPolicy>,
+    pub policies: Policies,
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +241,8 @@ pub struct ClusterTable {
     /// Limits for the whole dataplane; each worker enforces its share.
     pub breaker: Limits,
     pub retry_budget: RetryBudgetConfig,
+    /// TLS origination settings, when the cluster's endpoints speak TLS.
+    pub tls: Option<ClusterTls>,
 }
 
 /// Why a snapshot could not become a runtime table.
@@ -205,28 +256,59 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Reference(String),
+    /// A certificate, key or bundle that cannot be used (with its TOML path).
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Table {
     pub fn build(snapshot: &Snapshot) -> Result<Table, BuildError> {
         let cluster_count = snapshot.clusters.len();
         let mut listeners = Vec::with_capacity(snapshot.listeners.len());
+        let mut expiries = Expiries::new();
+        let mut slots = Slots::default();
         for (listener_index, spec) in snapshot.listeners.iter().enumerate() {
+            let at = format!("listener[{listener_index}]");
+            let tls = match &spec.tls {
+                Some(tls) => {
+                    Some(setup::listener_tls(tls, &at, &mut expiries).map_err(BuildError::Tls)?)
+                }
+                None => None,
+            };
+            let policies = Policies::compile(&spec.policies, &spec.name, &mut slots)
+                .map_err(|err| BuildError::Tls(format!("{at}.policy: {err}")))?;
+            let mut sni_routes = SniRouter::default();
             let mode = match &spec.kind {
                 ListenerKind::Tcp(tcp) => {
                     check_cluster(tcp.cluster.0 as usize, cluster_count, listener_index)?;
+                    for route in &tcp.sni_routes {
+                        let cluster = route.cluster.0 as usize;
+                        check_cluster(cluster, cluster_count, listener_index)?;
+                        match route.sni.strip_prefix("*.") {
+                            Some(suffix) => sni_routes.wildcard.push((suffix.to_string(), cluster)),
+                            None => sni_routes.exact.push((route.sni.clone(), cluster)),
+                        }
+                    }
                     ListenerMode::Tcp(tcp.clone())
                 }
                 ListenerKind::Http(http) => {
                     let mut routes = Vec::with_capacity(http.routes.len());
                     for (route_index, route) in http.routes.iter().enumerate() {
-                        let compiled =
+                        let route_error = |reason| BuildError::Route {
+                            listener: listener_index,
+                            route: route_index,
+                            reason,
+                        };
+                        let mut compiled =
                             compile_route(route, http.limits.max_body_bytes, cluster_count)
-                                .map_err(|reason| BuildError::Route {
-                                    listener: listener_index,
-                                    route: route_index,
-                                    reason,
-                                })?;
+                                .map_err(route_error)?;
+                        compiled.policies =
+                            Policies::compile(&route.policies, &spec.name, &mut slots)
+                                .map_err(route_error)?;
+                        // Only the proxy may say who the peer is.
+                        if let Some(header) = &spec.identity_header {
+                            compiled.request_headers.remove.push(header.clone());
+                        }
                         routes.push(compiled);
                     }
                     ListenerMode::Http(HttpTable {
@@ -256,19 +338,36 @@ impl Table {
                 max_connections: spec.max_connections,
                 mode,
                 rate_limit: spec.rate_limit.clone(),
+                tls,
+                mesh: spec.mesh,
+                identity_header: spec.identity_header.clone(),
+                policies,
+                sni_routes,
             });
         }
-        let clusters = snapshot
-            .clusters
-            .iter()
-            .map(compile_cluster)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(BuildError::Reference)?;
+        let mut clusters = Vec::with_capacity(snapshot.clusters.len());
+        for (index, spec) in snapshot.clusters.iter().enumerate() {
+            let mut cluster = compile_cluster(spec).map_err(BuildError::Reference)?;
+            if let Some(tls) = &spec.tls {
+                let at = format!("cluster[{index}]");
+                cluster.tls =
+                    Some(setup::cluster_tls(tls, &at, &mut expiries).map_err(BuildError::Tls)?);
+            }
+            clusters.push(cluster);
+        }
+        let mesh_identity = match snapshot.mesh.as_ref().and_then(setup::load_mesh) {
+            Some(loaded) => Some(loaded.map_err(BuildError::Tls)?),
+            None => None,
+        };
         Ok(Table {
             generation: snapshot.generation,
             epoch: 0,
             listeners,
             clusters,
+            mesh: snapshot.mesh.clone(),
+            mesh_identity,
+            cert_expiries: expiries,
+            policy_slots: slots.names,
         })
     }
 }
@@ -298,6 +397,7 @@ fn compile_cluster(spec: &ClusterSpec) -> Result<ClusterTable, String> {
         outlier: policy::outlier_policy(spec.outlier.as_ref()),
         breaker: policy::breaker_limits(&spec.circuit_breaker),
         retry_budget: policy::retry_budget(&spec.retry_budget),
+        tls: None,
     })
 }
 
@@ -355,6 +455,7 @@ fn compile_route(
         max_replay_body,
         rate_limit: route.rate_limit.clone(),
         fault: policy::fault_policy(route.fault.as_ref()),
+        policies: Policies::default(),
         name: route.name.clone(),
         matcher: Matcher {
             host: route.matcher.host.clone(),

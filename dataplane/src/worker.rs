@@ -146,27 +146,12 @@ fn admit(
     }
     stats.connections.inc();
     let guard = ConnectionGuard::new(worker.clone(), stats.clone());
-    match &listener.mode {
-        ListenerMode::Tcp(spec) => {
-            let spec = spec.clone();
-            let worker = worker.clone();
-            monoio::spawn(async move {
-                crate::forward::l4::serve(worker, table, &spec, stream, peer.ip().to_string())
-                    .await;
-                drop(guard);
-            });
-        }
-        ListenerMode::Http(_) => {
-            let worker = worker.clone();
-            let name = name.to_string();
-            let cancel = cancel.clone();
-            drop(table);
-            monoio::spawn(async move {
-                crate::http::serve(worker, &name, stream, peer, cancel).await;
-                drop(guard);
-            });
-        }
-    }
+    let worker = worker.clone();
+    let cancel = cancel.clone();
+    monoio::spawn(async move {
+        crate::accept::start(worker, table, index, stream, peer, cancel).await;
+        drop(guard);
+    });
 }
 
 /// Counts a connection as open for as long as its task lives.

@@ -9,9 +9,11 @@
 
 pub mod client;
 pub mod control;
+pub mod fault_relay;
 pub mod load;
 pub mod proxy;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use client::{get, raw_exchange, Body, Client, Response};
 pub use control::{Control, Status};
+pub use fault_relay::{FaultRelay, Mode as FaultMode};
 pub use load::{Load, LoadReport, LoadSpec};
 pub use proxy::{parse_metric, Proxy};
 pub use tcp::{Blackhole, TcpMode, TcpUpstream};

@@ -18,10 +18,13 @@
 //! | anything else | `200`, body `NAME METHOD PATH` |
 //!
 //! Every normal response carries `x-upstream: NAME`, `x-upstream-remove-me: yes` and `x-upstream-set-me: original`.
+//!
+//! [`Knobs`] change the behaviour of every request while the upstream runs (all off by default): a share of the
+//! requests answered 503, a delay before every response, and the status of `GET /health`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +40,42 @@ pub struct Stats {
     pub closed: AtomicUsize,
     pub requests: AtomicUsize,
     pub bytes: AtomicUsize,
+}
+
+/// Behaviour switches a test can flip while the upstream runs; all off (0) by default.
+#[derive(Default)]
+pub struct Knobs {
+    /// Percentage (0 to 100) of requests answered `503` (body `injected 503`) instead of what their path asks
+    /// for, chosen pseudo-randomly (so failures come in runs, as real ones do). `/health` is exempt.
+    pub fail_percent: AtomicU32,
+    /// Milliseconds to wait before answering each request (`/health` included).
+    pub delay_ms: AtomicU64,
+    /// When not 0: `/health` (exactly that path) is answered with this status, body `health STATUS`.
+    pub health_status: AtomicU32,
+    /// xorshift64 state for `fail_percent`.
+    rng: AtomicU64,
+}
+
+impl Knobs {
+    /// Whether this request should fail, given `fail_percent`.
+    fn roll_failure(&self) -> bool {
+        let percent = self.fail_percent.load(Ordering::SeqCst);
+        if percent == 0 {
+            return false;
+        }
+        let next = |x: u64| {
+            let mut x = if x == 0 { 0x2545_F491_4F6C_DD1D } else { x };
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prev = self
+            .rng
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |x| Some(next(x)))
+            .unwrap_or(0);
+        next(prev) % 100 < u64::from(percent)
+    }
 }
 
 /// One request as the upstream received it.
@@ -57,6 +96,7 @@ pub struct HttpUpstream {
     stats: Arc<Stats>,
     log: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<AtomicBool>,
+    knobs: Arc<Knobs>,
 }
 
 impl HttpUpstream {
@@ -70,12 +110,14 @@ impl HttpUpstream {
             stats: Arc::default(),
             log: Arc::default(),
             stop: Arc::default(),
+            knobs: Arc::default(),
         };
-        let (stats, log, stop, name) = (
+        let (stats, log, stop, name, knobs) = (
             up.stats.clone(),
             up.log.clone(),
             up.stop.clone(),
             up.name.clone(),
+            up.knobs.clone(),
         );
         std::thread::Builder::new()
             .name(format!("upstream-{name}"))
@@ -86,12 +128,13 @@ impl HttpUpstream {
                     }
                     let Ok(stream) = stream else { continue };
                     let index = stats.connections.fetch_add(1, Ordering::SeqCst);
-                    let (stats, log, name) = (stats.clone(), log.clone(), name.clone());
+                    let (stats, log, name, knobs) =
+                        (stats.clone(), log.clone(), name.clone(), knobs.clone());
                     std::thread::spawn(move || {
                         let conn = Conn::new(stream);
                         // Longer than any test: an idle pooled connection is closed by the proxy, never by us.
                         let _ = conn.stream.set_read_timeout(Some(UPSTREAM_IDLE));
-                        let _ = serve(conn, index, &name, &stats, &log);
+                        let _ = serve(conn, index, &name, &stats, &log, &knobs);
                         stats.closed.fetch_add(1, Ordering::SeqCst);
                     });
                 }
@@ -123,6 +166,43 @@ impl HttpUpstream {
     /// Every request received, in order of arrival.
     pub fn log(&self) -> Vec<Recorded> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The switches that change this upstream's behaviour while it runs.
+    pub fn knobs(&self) -> &Knobs {
+        &self.knobs
+    }
+
+    /// Answers `percent` % of the requests (pseudo-randomly chosen, `/health` exempt) with 503 from now on.
+    pub fn set_fail_percent(&self, percent: u32) {
+        assert!(percent <= 100, "fail percent {percent} > 100");
+        self.knobs.fail_percent.store(percent, Ordering::SeqCst);
+    }
+
+    /// Waits `delay` before answering each request from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.knobs
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers `/health` with `status` from now on (`0`: the default, a normal 200 response).
+    pub fn set_health_status(&self, status: u16) {
+        self.knobs
+            .health_status
+            .store(u32::from(status), Ordering::SeqCst);
+    }
+
+    /// Requests received so far whose path is not `/health`.
+    pub fn requests_except_health(&self) -> usize {
+        self.log
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|r| r.target.split('?').next() != Some("/health"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// The most recent request, or a panic when there is none.
@@ -166,6 +246,7 @@ fn serve(
     name: &str,
     stats: &Stats,
     log: &Mutex<Vec<Recorded>>,
+    knobs: &Knobs,
 ) -> io::Result<()> {
     loop {
         // Count bytes as they are consumed from the socket, whatever happens next.
@@ -203,8 +284,27 @@ fn serve(
 
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let framing_choice = query_param(query, "framing");
-        let (act, arg) = action(path);
+        let delay_ms = knobs.delay_ms.load(Ordering::SeqCst);
+        if delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+        let health_status = knobs.health_status.load(Ordering::SeqCst);
+        let forced = if path == "/health" {
+            (health_status != 0).then(|| (health_status as u16, format!("health {health_status}")))
+        } else {
+            knobs
+                .roll_failure()
+                .then(|| (503, "injected 503".to_string()))
+        };
+        let (act, arg) = match forced {
+            Some(_) => ("forced", ""),
+            None => action(path),
+        };
         match act {
+            "forced" => {
+                let (code, body) = forced.unwrap_or((500, String::new()));
+                respond(&mut conn, &method, name, code, &[], body.as_bytes(), "cl")?;
+            }
             "echo" => {
                 let framing = match framing_choice {
                     Some(f) => f,

@@ -28,15 +28,24 @@ pub fn compile(config: &ValidConfig, generation: u64) -> Snapshot {
         },
         listeners: config.listeners.iter().map(listener).collect(),
         clusters: config.clusters.iter().map(cluster).collect(),
+        mesh: config.mesh.clone(),
     }
 }
 
 fn listener(l: &ValidListener) -> ListenerSpec {
     let kind = match &l.kind {
-        ValidListenerKind::Tcp { cluster, splice } => ListenerKind::Tcp(TcpProxySpec {
+        ValidListenerKind::Tcp {
+            cluster,
+            splice,
+            passthrough,
+            sni_routes,
+        } => ListenerKind::Tcp(TcpProxySpec {
             cluster: *cluster,
             idle_timeout_ms: l.idle_timeout_ms.unwrap_or(d::TCP_IDLE_TIMEOUT_MS),
-            splice: splice.unwrap_or(d::SPLICE),
+            // Ciphertext on one side, plaintext on the other: no splice when terminating.
+            splice: splice.unwrap_or(d::SPLICE) && l.tls.is_none() && l.mesh.is_none(),
+            passthrough: *passthrough,
+            sni_routes: sni_routes.clone(),
         }),
         ValidListenerKind::Http(h) => ListenerKind::Http(http(h, l.idle_timeout_ms)),
     };
@@ -46,6 +55,10 @@ fn listener(l: &ValidListener) -> ListenerSpec {
         max_connections: l.max_connections.unwrap_or(d::MAX_CONNECTIONS),
         kind,
         rate_limit: l.rate_limit.as_ref().map(rate_limit),
+        tls: l.tls.clone(),
+        mesh: l.mesh,
+        identity_header: l.identity_header.clone(),
+        policies: l.policies.clone(),
     }
 }
 
@@ -82,6 +95,7 @@ fn http(h: &ValidHttp, idle_timeout_ms: Option<u64>) -> HttpListenerSpec {
                 retry: r.retry.as_ref().map(retry),
                 rate_limit: r.rate_limit.as_ref().map(rate_limit),
                 fault: r.fault.as_ref().map(fault),
+                policies: r.policies.clone(),
             })
             .collect(),
     }
@@ -120,6 +134,7 @@ fn cluster(c: &ValidCluster) -> ClusterSpec {
             .as_ref()
             .map(retry_budget)
             .unwrap_or_default(),
+        tls: c.tls.clone(),
     }
 }
 

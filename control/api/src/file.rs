@@ -17,6 +17,79 @@ pub struct ConfigFile {
     pub listener: Vec<ListenerFile>,
     #[serde(default)]
     pub cluster: Vec<ClusterFile>,
+    pub mesh: Option<MeshFile>,
+}
+
+/// `[mesh]`: trust domain, and optionally file-based SVID and bundle.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshFile {
+    pub trust_domain: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub bundle: Option<String>,
+}
+
+/// `tls = { certificates = [...], alpn = ["http/1.1"] }` on https/tls listeners.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    pub certificates: Option<Vec<CertificateFile>>,
+    pub alpn: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub sni: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeshModeFile {
+    Strict,
+    Permissive,
+}
+
+/// `[[listener.policy]]` / `[[listener.route.policy]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub peers: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<PolicyHeaderFile>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyHeaderFile {
+    pub name: String,
+    pub value: String,
+}
+
+/// `{ sni = "a.example.com", cluster = "a" }` on tls_passthrough listeners.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniRouteFile {
+    pub sni: String,
+    pub cluster: String,
+}
+
+/// `tls = { ca, server_name | spiffe_id | mesh = true, client_cert, client_key }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsFile {
+    pub ca: Option<String>,
+    pub server_name: Option<String>,
+    pub spiffe_id: Option<String>,
+    pub mesh: Option<bool>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -32,6 +105,12 @@ pub struct RuntimeFile {
 pub enum Protocol {
     Tcp,
     Http,
+    /// TLS-terminating HTTP.
+    Https,
+    /// TLS-terminating L4.
+    Tls,
+    /// L4 routed by the ClientHello's SNI, not terminated.
+    TlsPassthrough,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +135,12 @@ pub struct ListenerFile {
     pub via: Option<ViaValue>,
     pub request_id: Option<bool>,
     pub route: Option<Vec<RouteFile>>,
+    // TLS, mesh and authorization.
+    pub tls: Option<ListenerTlsFile>,
+    pub sni_routes: Option<Vec<SniRouteFile>>,
+    pub mesh: Option<MeshModeFile>,
+    pub identity_header: Option<String>,
+    pub policy: Option<Vec<PolicyFile>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -78,6 +163,7 @@ pub struct RouteFile {
     pub retry: Option<RetryFile>,
     pub rate_limit: Option<RateLimitFile>,
     pub fault: Option<FaultFile>,
+    pub policy: Option<Vec<PolicyFile>>,
 }
 
 /// `retry = { attempts = 2, on = ["connect-failure", "reset"], ... }`.
@@ -174,6 +260,7 @@ pub struct ClusterFile {
     pub outlier: Option<OutlierFile>,
     pub circuit_breaker: Option<BreakerFile>,
     pub retry_budget: Option<RetryBudgetFile>,
+    pub tls: Option<ClusterTlsFile>,
 }
 
 /// `{ header = "x-user" }`, `{ cookie = "sid" }` or `{ source_ip = true }`.

@@ -246,7 +246,7 @@ split = [{ cluster = "a", weight = 1 }, { cluster = "b", wieght = 2 }]
         assert_eq!(e.path, "clusters");
         assert_eq!(
             e.hint.as_deref(),
-            Some("did you mean \"cluster\"? expected one of: runtime, listener, cluster")
+            Some("did you mean \"cluster\"? expected one of: runtime, listener, cluster, mesh")
         );
     }
 
@@ -262,7 +262,10 @@ split = [{ cluster = "a", weight = 1 }, { cluster = "b", wieght = 2 }]
         let e = err("[[listener]]\nprotocol = \"udp\"\n");
         assert_eq!(e.path, "listener[0].protocol");
         assert_eq!(e.message, "unknown value \"udp\"");
-        assert_eq!(e.hint.as_deref(), Some("expected one of: tcp, http"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("expected one of: tcp, http, https, tls, tls_passthrough")
+        );
     }
 
     #[test]

@@ -25,6 +25,27 @@ pub struct Snapshot {
     pub runtime: RuntimeSettings,
     pub listeners: Vec<ListenerSpec>,
     pub clusters: Vec<ClusterSpec>,
+    /// `[mesh]`: the trust domain and, for operators with their own PKI, the
+    /// files holding this dataplane's SVID and the trust bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshSpec>,
+}
+
+/// The mesh identity as configured. Without files the SVID comes from the control
+/// process (`MeshIdentity::install`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshSpec {
+    /// `example.org` in `spiffe://example.org/...`.
+    pub trust_domain: String,
+    /// PEM chain of this dataplane's X.509-SVID (leaf first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// PEM private key of the SVID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// PEM CA certificates peers' SVIDs must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// Process-wide settings. Changing them needs a restart; a reload that changes them
@@ -49,6 +70,102 @@ pub struct ListenerSpec {
     /// Requests per second over the whole listener (HTTP: 429 beyond).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// TLS termination (`https`, `tls` listeners): certificates by SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Inbound mesh port: mTLS with this dataplane's SVID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshMode>,
+    /// Lower-case header that carries the peer's SPIFFE ID to the local service
+    /// (any copy sent by the client is removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_header: Option<String>,
+    /// Authorization policies of the whole listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<AuthzPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerTls {
+    pub certificates: Vec<CertificateSpec>,
+    /// ALPN ids offered, in server preference order.
+    pub alpn: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateSpec {
+    /// PEM chain file (leaf first).
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
+    /// Names it is served for (`host` or `*.domain`); empty: the default
+    /// certificate (also used when no name matches). The first certificate is the
+    /// default when none has an empty list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MeshMode {
+    /// Every client must present a valid SVID.
+    Strict,
+    /// Plaintext and certificate-less TLS are accepted too (and counted).
+    Permissive,
+}
+
+/// One authorization policy. Within a field any entry may match; every field
+/// given must match. An empty field matches anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzPolicy {
+    pub name: String,
+    pub action: AuthzAction,
+    /// SPIFFE IDs with `*` standing for one whole path segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// Exact paths, or prefixes written with a trailing `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Upper-case methods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Lower-case name and exact value; all must be present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthzAction {
+    Allow,
+    Deny,
+}
+
+/// `tls_passthrough`: connections whose SNI matches `sni` go to `cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SniRoute {
+    /// Lower-case `host` or `*.domain`.
+    pub sni: String,
+    pub cluster: ClusterRef,
+}
+
+/// TLS origination to a cluster's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTls {
+    /// CA bundle file; `None` with `mesh`: the mesh trust bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Sent as SNI; checked against the certificate unless a SPIFFE ID is expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The SPIFFE ID the upstream must present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiffe_id: Option<String>,
+    /// Sidecar to sidecar: TLS 1.3, mesh bundle, our SVID as client certificate.
+    #[serde(default)]
+    pub mesh: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +182,11 @@ pub struct TcpProxySpec {
     /// Relay with splice(2) through a pipe instead of copying through a buffer.
     /// Off by default: measured slower under io_uring on these kernels.
     pub splice: bool,
+    /// `tls_passthrough`: route by the ClientHello's SNI (`cluster` is the default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passthrough: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni_routes: Vec<SniRoute>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +246,9 @@ pub struct RouteSpec {
     pub rate_limit: Option<RateLimitSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultSpec>,
+    /// Authorization policies of this route (checked after the listener's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<AuthzPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +396,8 @@ pub struct ClusterSpec {
     pub circuit_breaker: BreakerSpec,
     #[serde(default)]
     pub retry_budget: RetryBudgetSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,10 @@
 //! resolved, but defaults not yet filled in (`None` means "not written"), so this
 //! stage still says what the file said. `compile` turns it into a `Snapshot`.
 
-use crate::snapshot::{Balance, ClusterRef, HashKey, HeaderOps, RouteAction, RouteMatch};
+use crate::snapshot::{
+    AuthzPolicy, Balance, ClusterRef, HashKey, HeaderOps, ListenerTls, MeshMode, MeshSpec,
+    RouteAction, RouteMatch, SniRoute, UpstreamTls,
+};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +14,7 @@ pub struct ValidConfig {
     pub listeners: Vec<ValidListener>,
     /// In file order, so a `ClusterRef` is an index here and in the snapshot.
     pub clusters: Vec<ValidCluster>,
+    pub mesh: Option<MeshSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -28,6 +32,10 @@ pub struct ValidListener {
     pub idle_timeout_ms: Option<u64>,
     pub rate_limit: Option<ValidRateLimit>,
     pub kind: ValidListenerKind,
+    pub tls: Option<ListenerTls>,
+    pub mesh: Option<MeshMode>,
+    pub identity_header: Option<String>,
+    pub policies: Vec<AuthzPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +43,8 @@ pub enum ValidListenerKind {
     Tcp {
         cluster: ClusterRef,
         splice: Option<bool>,
+        passthrough: bool,
+        sni_routes: Vec<SniRoute>,
     },
     Http(ValidHttp),
 }
@@ -66,6 +76,7 @@ pub struct ValidRoute {
     pub retry: Option<ValidRetry>,
     pub rate_limit: Option<ValidRateLimit>,
     pub fault: Option<ValidFault>,
+    pub policies: Vec<AuthzPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -113,6 +124,7 @@ pub struct ValidCluster {
     pub outlier: Option<ValidOutlier>,
     pub circuit_breaker: Option<ValidBreaker>,
     pub retry_budget: Option<ValidRetryBudget>,
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

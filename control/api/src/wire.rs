@@ -15,15 +15,21 @@
 //!   agreed on a minor that has them.
 //! - Fields are never renamed or re-typed within a major version. Unknown fields
 //!   in a frame are ignored (forward compatibility), unlike the TOML file.
-//! - `tests/fixtures/wire/v1/*.json` hold frames written by version 1.0; they must
-//!   keep decoding (`tests/wire_golden.rs`). Add a fixture for every new message.
+//! - `tests/fixtures/wire/v1/*.json` hold frames as the 1.x minor that added each
+//!   message wrote them; they must keep decoding (`tests/wire_golden.rs`). Add a fixture for every new message.
+//!
+//! # History
+//! - 1.0: hello, hello_ack, reject, snapshot, ack, nack, status and snapshot requests.
+//! - 1.1: `identity` (control → dataplane: the dataplane's X.509-SVID), sent only
+//!   to dataplanes whose hello said 1.1 or later (a 1.0 decoder refuses unknown
+//!   kinds); `DataplaneStatus` gained `spiffe_id` and `svid_expires_unix`.
 
 use crate::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 pub const PROTOCOL_MAJOR: u32 = 1;
-pub const PROTOCOL_MINOR: u32 = 0;
+pub const PROTOCOL_MINOR: u32 = 1;
 
 /// Largest accepted frame: a table of 10,000 routes and 10,000 endpoints is a few MiB.
 pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
@@ -42,6 +48,11 @@ impl ProtocolVersion {
 
     pub fn compatible_with(self, other: ProtocolVersion) -> bool {
         self.major == other.major
+    }
+
+    /// Whether a peer that announced this version understands `identity` (1.1).
+    pub fn has_identity(self) -> bool {
+        self.major == PROTOCOL_MAJOR && self.minor >= 1
     }
 }
 
@@ -65,6 +76,24 @@ pub struct DataplaneStatus {
     pub last_nack: Option<String>,
     /// Seconds since the dataplane connected.
     pub connected_secs: u64,
+    /// The SPIFFE ID of the SVID last sent to this dataplane (since 1.1).
+    #[serde(default)]
+    pub spiffe_id: Option<String>,
+    /// When that SVID expires, unix seconds (since 1.1).
+    #[serde(default)]
+    pub svid_expires_unix: Option<i64>,
+}
+
+/// A PEM private key: travels as a plain JSON string, but never shows in `Debug`
+/// output, so logging a message cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyPem(pub String);
+
+impl std::fmt::Debug for KeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyPem(<{} bytes redacted>)", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +145,22 @@ pub enum Message {
     },
     /// CLI → control: the snapshot being served (for `diff`).
     SnapshotRequest,
+    /// The dataplane's workload identity (control → dataplane, since 1.1): a
+    /// fresh X.509-SVID and the trust bundle, sent after the first snapshot and
+    /// again before the SVID expires. Not a generation: it is not acknowledged.
+    Identity {
+        /// The SVID's one URI SAN, `spiffe://<trust_domain>/...`.
+        spiffe_id: String,
+        /// The leaf first, then any intermediates (PEM CERTIFICATE blocks).
+        chain_pem: String,
+        /// The leaf's private key (PEM, PKCS#8).
+        key_pem: KeyPem,
+        /// The CA certificates peers' SVIDs chain to (PEM CERTIFICATE blocks).
+        bundle_pem: String,
+        trust_domain: String,
+        /// The leaf's notAfter, unix seconds.
+        expires_unix: i64,
+    },
 }
 
 impl Message {
@@ -131,6 +176,7 @@ impl Message {
             Message::StatusRequest => "status_request",
             Message::StatusReply { .. } => "status_reply",
             Message::SnapshotRequest => "snapshot_request",
+            Message::Identity { .. } => "identity",
         }
     }
 }
@@ -243,5 +289,25 @@ mod tests {
         let v2 = ProtocolVersion { major: 2, minor: 0 };
         assert!(!ProtocolVersion::CURRENT.compatible_with(v2));
         assert!(ProtocolVersion::CURRENT.compatible_with(ProtocolVersion { major: 1, minor: 9 }));
+    }
+
+    #[test]
+    fn identity_is_for_1_1_peers_and_hides_its_key() {
+        assert!(!ProtocolVersion { major: 1, minor: 0 }.has_identity());
+        assert!(ProtocolVersion { major: 1, minor: 1 }.has_identity());
+        assert!(ProtocolVersion::CURRENT.has_identity());
+        let message = Message::Identity {
+            spiffe_id: "spiffe://td/ns/default/sa/a".into(),
+            chain_pem: "chain".into(),
+            key_pem: KeyPem("-----BEGIN PRIVATE KEY-----secret".into()),
+            bundle_pem: "bundle".into(),
+            trust_domain: "td".into(),
+            expires_unix: 1,
+        };
+        assert_eq!(message.kind(), "identity");
+        assert!(!format!("{message:?}").contains("secret"));
+        let frame = encode(&message).unwrap();
+        assert!(String::from_utf8_lossy(&frame).contains("\"key_pem\":\"-----BEGIN"));
+        assert_eq!(decode(&frame).unwrap().unwrap().0, message);
     }
 }

@@ -1,5 +1,5 @@
 //! Golden frames for the control-socket protocol: `fixtures/wire/v1/*.json` hold
-//! payloads as protocol 1.0 wrote them, and they must keep decoding to the same
+//! payloads as protocol 1.0 wrote them (1.1 for `identity`), and they must keep decoding to the same
 //! messages for as long as the major version is 1 (see the rules at the top of
 //! `src/wire.rs`).
 //!
@@ -10,7 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, Message, ProtocolVersion, Role};
+use ringmesh_api::wire::{
+    self, ControlStatus, DataplaneStatus, KeyPem, Message, ProtocolVersion, Role,
+};
 use ringmesh_api::Snapshot;
 use std::path::PathBuf;
 
@@ -133,18 +135,57 @@ fn fixtures() -> Vec<(&'static str, Message)> {
                             acked_generation: 7,
                             last_nack: Some("generation 8: bind failed".into()),
                             connected_secs: 3723,
+                            spiffe_id: None,
+                            svid_expires_unix: None,
                         },
                         DataplaneStatus {
                             node: "node-b".into(),
                             acked_generation: 8,
                             last_nack: None,
                             connected_secs: 5,
+                            spiffe_id: None,
+                            svid_expires_unix: None,
                         },
                     ],
                 },
             },
         ),
         ("snapshot_request", Message::SnapshotRequest),
+        // Added in 1.1. The PEM blocks are short stand-ins: the fixture pins the
+        // field names and types, not certificate contents.
+        (
+            "identity",
+            Message::Identity {
+                spiffe_id: "spiffe://mesh.example/ns/default/sa/node-a".into(),
+                chain_pem: "-----BEGIN CERTIFICATE-----\nTUlJQg==\n-----END CERTIFICATE-----\n"
+                    .into(),
+                key_pem: KeyPem(
+                    "-----BEGIN PRIVATE KEY-----\nTUlJRQ==\n-----END PRIVATE KEY-----\n".into(),
+                ),
+                bundle_pem: "-----BEGIN CERTIFICATE-----\nTUlJQw==\n-----END CERTIFICATE-----\n"
+                    .into(),
+                trust_domain: "mesh.example".into(),
+                expires_unix: 1_767_225_600,
+            },
+        ),
+        (
+            "status_reply_1_1",
+            Message::StatusReply {
+                status: ControlStatus {
+                    config_path: "/etc/ringmesh/mesh.toml".into(),
+                    generation: 8,
+                    last_error: None,
+                    dataplanes: vec![DataplaneStatus {
+                        node: "node-a".into(),
+                        acked_generation: 8,
+                        last_nack: None,
+                        connected_secs: 60,
+                        spiffe_id: Some("spiffe://mesh.example/ns/default/sa/node-a".into()),
+                        svid_expires_unix: Some(1_767_225_600),
+                    }],
+                },
+            },
+        ),
     ]
 }
 
@@ -284,6 +325,7 @@ fn every_message_kind_has_a_fixture() {
             Message::StatusRequest => "status_request",
             Message::StatusReply { .. } => "status_reply",
             Message::SnapshotRequest => "snapshot_request",
+            Message::Identity { .. } => "identity",
         };
         assert!(names.iter().any(|n| n.starts_with(kind)), "{kind}");
     }

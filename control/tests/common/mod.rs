@@ -140,7 +140,11 @@ pub struct Server {
 impl Server {
     /// Starts serving `config_text` and waits for `READY=1`.
     pub fn start(tag: &str, config_text: &str) -> Server {
-        let dir = TempDir::new(tag);
+        Server::start_in(TempDir::new(tag), config_text, &[])
+    }
+
+    /// Like `start`, in `dir`, with `extra` arguments after `--socket`.
+    pub fn start_in(dir: TempDir, config_text: &str, extra: &[&std::ffi::OsStr]) -> Server {
         let config = dir.write("mesh.toml", config_text);
         let socket = dir.path("control.sock");
         let log = dir.path("control.log");
@@ -150,6 +154,7 @@ impl Server {
             .arg(&config)
             .arg("--socket")
             .arg(&socket)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NOTIFY_SOCKET", &notify.path)
             .stdout(Stdio::null())
@@ -276,6 +281,42 @@ impl FakeDataplane {
             Message::HelloAck {
                 protocol: ProtocolVersion::CURRENT
             }
+        );
+        let mut dataplane = FakeDataplane { stream };
+        let first = dataplane
+            .next_snapshot(Duration::from_secs(10))
+            .expect("a snapshot right after hello_ack");
+        (dataplane, first)
+    }
+
+    /// The next message of any kind, or `None` if none arrives within `timeout`.
+    pub fn next_message(&mut self, timeout: Duration) -> Option<Message> {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        match wire::read_message(&mut self.stream) {
+            Ok(message) => Some(message),
+            Err(WireError::Io(err))
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(err) => panic!("dataplane session broke: {err}"),
+        }
+    }
+
+    /// Handshake as a dataplane speaking `protocol`; returns the session and
+    /// the first snapshot.
+    pub fn connect_as(
+        socket: &Path,
+        node: &str,
+        protocol: ProtocolVersion,
+    ) -> (FakeDataplane, Snapshot) {
+        let (stream, answer) = Self::hello(socket, protocol, Role::Dataplane, node);
+        assert!(
+            matches!(answer, Message::HelloAck { .. }),
+            "expected hello_ack, got {answer:?}"
         );
         let mut dataplane = FakeDataplane { stream };
         let first = dataplane

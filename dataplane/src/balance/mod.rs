@@ -256,9 +256,18 @@ impl ClusterRuntime {
                 if let Some(index) = hash.and_then(|h| table.pick(h)).filter(|&i| allowed(i)) {
                     return Some(index);
                 }
-                rotate(fallback, total, allowed)
+                match avoid {
+                    Some(failed) => next_after(failed, total, allowed),
+                    None => rotate(fallback, total, allowed),
+                }
             }
-            Picker::RoundRobin(state) => rotate(state, total, allowed),
+            // A retry takes the endpoint after the failed one without moving the
+            // rotation: otherwise the retry would use up the next request's turn and
+            // a failing endpoint would get almost every first try.
+            Picker::RoundRobin(state) => match avoid {
+                Some(failed) => next_after(failed, total, allowed),
+                None => rotate(state, total, allowed),
+            },
             Picker::P2c | Picker::LeastRequest => {
                 let pool: &[usize] = if filtered { &candidates } else { &[] };
                 let count = if filtered { pool.len() } else { total };
@@ -330,6 +339,13 @@ impl ClusterRuntime {
     }
 }
 
+/// The first allowed endpoint after `failed`, in index order.
+fn next_after(failed: usize, total: usize, allowed: impl Fn(usize) -> bool) -> Option<usize> {
+    (1..=total)
+        .map(|step| (failed + step) % total)
+        .find(|&index| allowed(index))
+}
+
 /// The next allowed endpoint in rotation order, if any within one full turn.
 fn rotate(
     state: &RefCell<SmoothWeighted>,
@@ -346,4 +362,19 @@ fn rotate(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_takes_the_next_allowed_endpoint() {
+        assert_eq!(next_after(0, 3, |_| true), Some(1));
+        assert_eq!(next_after(2, 3, |_| true), Some(0));
+        assert_eq!(next_after(0, 3, |i| i == 2), Some(2));
+        assert_eq!(next_after(0, 3, |_| false), None);
+        // A single endpoint is retried on itself.
+        assert_eq!(next_after(0, 1, |_| true), Some(0));
+    }
 }

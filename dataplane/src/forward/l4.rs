@@ -3,6 +3,8 @@
 //! carries upgraded HTTP connections (WebSocket) after the 101.
 
 use crate::bufpool::BufPool;
+use crate::stream::{ClientIo, UpstreamIo};
+use crate::tls::spiffe::SpiffeId;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::cell::Cell;
@@ -38,6 +40,45 @@ pub async fn relay(
             upstream_to_client: down,
         };
     }
+    let (up, down) = monoio::join!(
+        copy_one_way(client_read, upstream_write, idle, &last_activity, buffers),
+        copy_one_way(upstream_read, client_write, idle, &last_activity, buffers)
+    );
+    Carried {
+        client_to_upstream: up,
+        upstream_to_client: down,
+    }
+}
+
+/// Relay between any two streams (TLS on either side): plain pairs take the
+/// plain path (and splice when asked); TLS is copied through pooled buffers.
+pub async fn relay_io(
+    client: ClientIo,
+    upstream: UpstreamIo,
+    idle: Duration,
+    splice: bool,
+    buffers: &BufPool,
+) -> Carried {
+    match (client, upstream) {
+        (ClientIo::Plain(c), UpstreamIo::Plain(u)) => relay(c, u, idle, splice, buffers).await,
+        (ClientIo::Plain(c), UpstreamIo::Tls(u)) => copy_both(c, *u, idle, buffers).await,
+        (ClientIo::Tls(c), UpstreamIo::Plain(u)) => copy_both(*c, u, idle, buffers).await,
+        (ClientIo::Tls(c), UpstreamIo::Tls(u)) => copy_both(*c, *u, idle, buffers).await,
+    }
+}
+
+async fn copy_both<C, U>(client: C, upstream: U, idle: Duration, buffers: &BufPool) -> Carried
+where
+    C: Splitable + AsyncReadRent + AsyncWriteRent,
+    U: Splitable + AsyncReadRent + AsyncWriteRent,
+    C::OwnedRead: AsyncReadRent,
+    C::OwnedWrite: AsyncWriteRent,
+    U::OwnedRead: AsyncReadRent,
+    U::OwnedWrite: AsyncWriteRent,
+{
+    let last_activity = Cell::new(Instant::now());
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
     let (up, down) = monoio::join!(
         copy_one_way(client_read, upstream_write, idle, &last_activity, buffers),
         copy_one_way(upstream_read, client_write, idle, &last_activity, buffers)
@@ -108,7 +149,10 @@ where
 
 /// Write bytes that were read ahead (for example pipelined after an upgrade's
 /// head) before the relay starts.
-pub async fn write_prefix(stream: &mut TcpStream, bytes: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+pub async fn write_prefix<S: AsyncWriteRent>(
+    stream: &mut S,
+    bytes: Vec<u8>,
+) -> (io::Result<()>, Vec<u8>) {
     if bytes.is_empty() {
         return (Ok(()), bytes);
     }
@@ -116,16 +160,63 @@ pub async fn write_prefix(stream: &mut TcpStream, bytes: Vec<u8>) -> (io::Result
     (result.map(|_| ()), bytes)
 }
 
+/// What a `tcp`/`tls`/mesh connection carries into the relay.
+pub struct L4Conn {
+    pub client: ClientIo,
+    pub peer_ip: String,
+    /// The client's SPIFFE ID (mesh listeners), for policies.
+    pub peer: Option<SpiffeId>,
+    /// Bytes already read from the client, sent upstream first.
+    pub prefix: Vec<u8>,
+    /// The listener's index in the table (policies).
+    pub listener: usize,
+    /// Cluster to use instead of the spec's (SNI passthrough).
+    pub cluster: Option<usize>,
+}
+
+struct PeerOnly<'a>(Option<&'a SpiffeId>);
+
+impl crate::authz::AuthzFacts for PeerOnly<'_> {
+    fn peer(&self) -> Option<&SpiffeId> {
+        self.0
+    }
+    fn method(&self) -> Option<&[u8]> {
+        None
+    }
+    fn path(&self) -> Option<&[u8]> {
+        None
+    }
+    fn header(&self, _: &str) -> Option<&[u8]> {
+        None
+    }
+}
+
 /// A `tcp` listener's connection: pick an endpoint, connect, relay.
 pub async fn serve(
     worker: std::rc::Rc<crate::state::Worker>,
     table: std::rc::Rc<crate::state::WorkerTable>,
     spec: &ringmesh_api::snapshot::TcpProxySpec,
-    client: TcpStream,
-    peer_ip: String,
+    conn: L4Conn,
 ) {
-    let _ = client.set_nodelay(true);
-    let Some(cluster) = table.clusters.get(spec.cluster.0 as usize) else {
+    let L4Conn {
+        client,
+        peer_ip,
+        peer,
+        prefix,
+        listener,
+        cluster: chosen,
+    } = conn;
+    if let Some(listener) = table.table.listeners.get(listener) {
+        let subject = PeerOnly(peer.as_ref());
+        if !crate::http::authorize(&table, &listener.name, &listener.policies, &subject) {
+            return; // closing is the TCP answer to a denied connection
+        }
+    }
+    let cluster_index = chosen.unwrap_or(spec.cluster.0 as usize);
+    let Some(cluster) = table.clusters.get(cluster_index) else {
+        return;
+    };
+    let Ok(origin) = super::origin_of(&table, cluster_index) else {
         return;
     };
     let hash = match cluster.hash_key {
@@ -146,7 +237,7 @@ pub async fn serve(
         };
         let in_flight = crate::balance::InFlight::start(&endpoint);
         let started = Instant::now();
-        match super::connect(cluster, &endpoint).await {
+        match super::connect_io(cluster, &endpoint, origin).await {
             Ok(stream) => {
                 // A connect is all a TCP proxy learns of the endpoint's health.
                 cluster.record(index, crate::resilience::outlier::Outcome::Status(200));
@@ -160,14 +251,17 @@ pub async fn serve(
             }
         }
     }
-    let Some((upstream, in_flight, started)) = connected else {
+    let Some((mut upstream, in_flight, started)) = connected else {
         return;
     };
     cluster.stats.requests.inc();
     in_flight.finish(started.elapsed());
+    if write_prefix(&mut upstream, prefix).await.0.is_err() {
+        return;
+    }
     // splice runs only on io_uring; the epoll driver has no splice operation.
     let splice = spec.splice && worker.driver != crate::driver::DriverKind::Epoll;
-    relay(
+    relay_io(
         client,
         upstream,
         Duration::from_millis(spec.idle_timeout_ms),

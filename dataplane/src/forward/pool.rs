@@ -1,7 +1,9 @@
 //! Per-worker idle pool of upstream connections for one endpoint: no locks, most
 //! recently used first (its socket is the one least likely to have been closed).
+//! Plain and TLS connections alike: a pool belongs to one endpoint of one cluster,
+//! and a cluster either originates TLS or does not.
 
-use monoio::net::TcpStream;
+use crate::stream::UpstreamIo as TcpStream;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 

@@ -12,14 +12,13 @@ use crate::resilience::breaker::{Guard, Kind as Slot};
 use crate::resilience::outlier::Outcome;
 use crate::resilience::retry::{self, Decision, Failure as TryFailure};
 use crate::table::{HttpTable, Route};
-use monoio::net::TcpStream;
 use ringmesh_http1::ResponseHead;
 use std::rc::Rc;
 use std::time::Instant;
 
 /// A response head received from an upstream, ready to relay.
 pub(super) struct Delivered {
-    pub upstream: TcpStream,
+    pub upstream: crate::stream::UpstreamIo,
     pub endpoint: Rc<EndpointRuntime>,
     pub response_buf: Vec<u8>,
     pub response: ResponseHead,
@@ -45,6 +44,8 @@ fn classify(err: &ProxyError) -> Option<(TryFailure, Outcome)> {
             Some((TryFailure::Reset, Outcome::Reset))
         }
         Kind::RouteTimeout => Some((TryFailure::Timeout, Outcome::Timeout)),
+        // Nothing of the request was sent before the handshake failed.
+        Kind::UpstreamTls(..) => Some((TryFailure::ConnectFailure, Outcome::ConnectFailure)),
         _ => None,
     }
 }
@@ -60,6 +61,7 @@ pub(super) async fn deliver(
     replayable: bool,
     hash: Option<u64>,
     deadline: Option<Instant>,
+    origin: Option<crate::forward::Origin<'_>>,
 ) -> Result<Delivered, Given> {
     let policy = &route.retry;
     let idempotent = sent.method.is_idempotent();
@@ -90,6 +92,7 @@ pub(super) async fn deliver(
             http,
             try_deadline,
             false,
+            origin,
         )
         .await;
         if matches!(outcome, Err(Failure::Stale)) && replayable {
@@ -104,6 +107,7 @@ pub(super) async fn deliver(
                 http,
                 try_deadline,
                 true,
+                origin,
             )
             .await;
         }

@@ -22,6 +22,7 @@ use std::time::Instant;
 pub(super) async fn forward(
     conn: &mut Conn,
     table: &WorkerTable,
+    listener_index: usize,
     http: &HttpTable,
     stats: &ListenerStats,
     head: &RequestHead,
@@ -33,6 +34,10 @@ pub(super) async fn forward(
         return conn
             .reply_error(&ProxyError::new(Side::Local, Kind::NoEndpoint), stats)
             .await;
+    };
+    let origin = match crate::forward::origin_of(table, cluster_index) {
+        Ok(origin) => origin,
+        Err(err) => return conn.reply_error(&err, stats).await,
     };
     // Circuit breaker: at most this many requests in flight to the cluster.
     let _request_slot = match cluster.breaker.try_acquire(Slot::Requests) {
@@ -59,7 +64,12 @@ pub(super) async fn forward(
     }
     // Head and whatever body bytes arrived with it go out in one write.
     let mut body = Body::new(head.body, route.max_body);
-    write_upstream_head(conn, http, head, route);
+    let identity_header = table
+        .table
+        .listeners
+        .get(listener_index)
+        .and_then(|l| l.identity_header.as_deref());
+    write_upstream_head(conn, http, head, route, identity_header);
     if head.minor_version == 0 {
         downgrade_request_line(&mut conn.out);
     }
@@ -76,7 +86,7 @@ pub(super) async fn forward(
     let replayable = body.is_complete();
 
     let delivered = attempts::deliver(
-        conn, &cluster, route, http, &sent, &mut body, replayable, hash, deadline,
+        conn, &cluster, route, http, &sent, &mut body, replayable, hash, deadline, origin,
     )
     .await;
     let Delivered {
@@ -178,7 +188,7 @@ pub(super) async fn forward(
     while !response_body.is_complete() {
         response_buf.clear();
         let idle = Some(Instant::now() + http.idle_timeout);
-        match io::read_more(&mut upstream, &mut response_buf, idle, None).await {
+        match io::read_more(&mut upstream, &mut response_buf, idle).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::Eof if response_body.finish_at_eof() => break,
             // Truncated or stalled after the head went out: all we can do is close.
@@ -222,14 +232,30 @@ pub(super) async fn forward(
 }
 
 /// Rewrite the request head into `conn.out`.
-fn write_upstream_head(conn: &mut Conn, http: &HttpTable, head: &RequestHead, route: &Route) {
+fn write_upstream_head(
+    conn: &mut Conn,
+    http: &HttpTable,
+    head: &RequestHead,
+    route: &Route,
+    identity_header: Option<&str>,
+) {
     let request_id = conn.worker.next_request_id();
     let has_request_id =
         ringmesh_http1::header_value(&conn.buf, &conn.request_fields, "x-request-id").is_some();
-    let mut extra: [(&str, &[u8]); 3] = [("", b""); 3];
+    let mut extra: [(&str, &[u8]); 4] = [("", b""); 4];
     let mut count = 0;
     if http.forwarding.x_forwarded_proto {
-        extra[count] = ("x-forwarded-proto", b"http");
+        let proto: &[u8] = if conn.client.is_tls() {
+            b"https"
+        } else {
+            b"http"
+        };
+        extra[count] = ("x-forwarded-proto", proto);
+        count += 1;
+    }
+    // Any copy sent by the client was put on the route's remove list at build.
+    if let (Some(header), Some(peer)) = (identity_header, conn.peer.as_ref()) {
+        extra[count] = (header, peer.as_str().as_bytes());
         count += 1;
     }
     if let Some(via) = &http.via_value {
@@ -319,7 +345,7 @@ async fn hold_body_for_replay(
     conn.buf.reserve(wanted.saturating_sub(conn.buf.len()));
     while conn.buf.len() < wanted {
         let idle = Some(Instant::now() + http.idle_timeout);
-        match io::read_more(&mut conn.client, &mut conn.buf, idle, None).await {
+        match io::read_more(&mut conn.client, &mut conn.buf, idle).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::TimedOut => {
                 let err = ProxyError::new(Side::Downstream, Kind::HeadTimeout);

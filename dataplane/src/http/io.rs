@@ -1,9 +1,10 @@
 //! Socket reads and writes with an optional deadline and drain cancellation, in
 //! monoio's owned-buffer model: a read appends to a `Vec` and hands it back.
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
-use monoio::net::TcpStream;
+use crate::stream::ClientIo;
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle};
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::time::Instant;
@@ -29,23 +30,46 @@ pub async fn by_deadline<F: Future>(deadline: Option<Instant>, work: F) -> Optio
     }
 }
 
-/// Append what the socket has to `buf`, growing it when full.
-pub async fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    deadline: Option<Instant>,
-    cancel: Option<&CancelHandle>,
-) -> ReadOutcome {
+fn spare(buf: &mut Vec<u8>) -> SliceMut<Vec<u8>> {
     if buf.len() == buf.capacity() {
         buf.reserve(buf.capacity().max(4096));
     }
     let filled = buf.len();
     let capacity = buf.capacity();
-    let spare = std::mem::take(buf).slice_mut(filled..capacity);
-    let result = match cancel {
-        Some(handle) => by_deadline(deadline, stream.cancelable_read(spare, handle.clone())).await,
-        None => by_deadline(deadline, stream.read(spare)).await,
-    };
+    std::mem::take(buf).slice_mut(filled..capacity)
+}
+
+/// Append what the socket has to `buf`, growing it when full.
+pub async fn read_more<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> ReadOutcome {
+    let spare = spare(buf);
+    let result = by_deadline(deadline, stream.read(spare)).await;
+    finish_read(buf, result)
+}
+
+/// `read_more` on an idle client connection: a drain ends the wait (as `Eof`).
+pub async fn read_idle(
+    stream: &mut ClientIo,
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+    cancel: &CancelHandle,
+    draining: &Cell<bool>,
+) -> ReadOutcome {
+    let spare = spare(buf);
+    match by_deadline(deadline, stream.read_or_drain(spare, cancel, draining)).await {
+        None => ReadOutcome::TimedOut,
+        Some(None) => ReadOutcome::Eof,
+        Some(Some(result)) => finish_read(buf, Some(result)),
+    }
+}
+
+fn finish_read(
+    buf: &mut Vec<u8>,
+    result: Option<monoio::BufResult<usize, SliceMut<Vec<u8>>>>,
+) -> ReadOutcome {
     match result {
         None => ReadOutcome::TimedOut,
         Some((outcome, spare)) => {
@@ -67,8 +91,8 @@ pub enum WriteOutcome {
 }
 
 /// Write all of `buf`; the buffer comes back unless the deadline took it.
-pub async fn write_all<T: IoBuf>(
-    stream: &mut TcpStream,
+pub async fn write_all<S: AsyncWriteRent, T: IoBuf>(
+    stream: &mut S,
     buf: T,
     deadline: Option<Instant>,
 ) -> (WriteOutcome, Option<T>) {
@@ -80,8 +104,8 @@ pub async fn write_all<T: IoBuf>(
 }
 
 /// Write `buf[range]` of a Vec and hand the Vec back (or an empty one if lost).
-pub async fn write_range(
-    stream: &mut TcpStream,
+pub async fn write_range<S: AsyncWriteRent>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     start: usize,
     end: usize,

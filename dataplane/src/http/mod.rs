@@ -8,16 +8,18 @@ mod exchange;
 pub mod io;
 mod upstream;
 
+use crate::authz::{AuthzFacts, Decision, Policies};
 use crate::error::{Kind, ProxyError, Side};
 use crate::metrics::ListenerStats;
 use crate::resilience::breaker::Overflow;
 use crate::resilience::fault::FaultAction;
 use crate::route::{self, RequestFacts};
 use crate::state::{Worker, WorkerTable};
+use crate::stream::{ClientIo, UpstreamIo};
 use crate::table::{Action, HttpTable, ListenerMode};
+use crate::tls::spiffe::SpiffeId;
 use io::ReadOutcome;
 use monoio::io::CancelHandle;
-use monoio::net::TcpStream;
 use ringmesh_http1::{BodyFraming, HeaderSpan, Parsed, RequestHead};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -33,13 +35,15 @@ pub(crate) enum Next {
     KeepAlive,
     Close,
     /// The upstream accepted an upgrade: relay bytes both ways from now on.
-    Upgrade(TcpStream),
+    Upgrade(UpstreamIo),
 }
 
 /// One client connection and the buffers it reuses for every request on it.
 pub(crate) struct Conn {
     pub worker: Rc<Worker>,
-    pub client: TcpStream,
+    pub client: ClientIo,
+    /// The client's SPIFFE ID, when it presented an SVID (mesh listeners).
+    pub peer: Option<SpiffeId>,
     /// Bytes read from the client and not yet consumed (a head, body bytes, or a
     /// pipelined next request).
     pub buf: Vec<u8>,
@@ -50,16 +54,27 @@ pub(crate) struct Conn {
     pub client_ip: String,
 }
 
+/// What the connection already carries when HTTP starts: the client's SPIFFE ID
+/// (mesh) and bytes read before (plaintext detected on a permissive port).
+#[derive(Default)]
+pub struct Accepted {
+    pub peer: Option<SpiffeId>,
+    pub prefix: Vec<u8>,
+}
+
 pub async fn serve(
     worker: Rc<Worker>,
     listener_name: &str,
-    client: TcpStream,
+    client: ClientIo,
     peer: SocketAddr,
     drain: CancelHandle,
+    accepted: Accepted,
 ) {
-    let _ = client.set_nodelay(true);
+    let mut buf = accepted.prefix;
+    buf.reserve(CLIENT_BUF.saturating_sub(buf.len()));
     let mut conn = Conn {
-        buf: Vec::with_capacity(CLIENT_BUF),
+        buf,
+        peer: accepted.peer,
         out: Vec::with_capacity(4096),
         request_fields: Vec::with_capacity(32),
         response_fields: Vec::with_capacity(32),
@@ -96,16 +111,65 @@ pub async fn serve(
 }
 
 async fn upgrade(
-    client: TcpStream,
-    mut upstream: TcpStream,
+    client: ClientIo,
+    mut upstream: UpstreamIo,
     pending: Vec<u8>,
     idle: std::time::Duration,
     worker: &Worker,
 ) {
     let (written, _) = crate::forward::l4::write_prefix(&mut upstream, pending).await;
     if written.is_ok() {
-        crate::forward::l4::relay(client, upstream, idle, false, &worker.buffers).await;
+        crate::forward::l4::relay_io(client, upstream, idle, false, &worker.buffers).await;
     }
+}
+
+/// Policy view of a request: its facts plus the peer's identity.
+struct Subject<'a> {
+    facts: &'a Facts<'a>,
+    peer: Option<&'a SpiffeId>,
+}
+
+impl AuthzFacts for Subject<'_> {
+    fn peer(&self) -> Option<&SpiffeId> {
+        self.peer
+    }
+    fn method(&self) -> Option<&[u8]> {
+        Some(RequestFacts::method(self.facts))
+    }
+    fn path(&self) -> Option<&[u8]> {
+        Some(RequestFacts::path(self.facts))
+    }
+    fn header(&self, lower_name: &str) -> Option<&[u8]> {
+        RequestFacts::header(self.facts, lower_name)
+    }
+}
+
+/// Evaluate one target's policies, count and log the decision; `true` allows.
+pub(crate) fn authorize(
+    table: &WorkerTable,
+    listener: &str,
+    policies: &Policies,
+    subject: &impl AuthzFacts,
+) -> bool {
+    let (allowed, policy, slot) = match policies.evaluate(subject) {
+        Decision::None => return true,
+        Decision::Allow { policy, slot } => (true, policy, slot),
+        Decision::Deny { policy, slot } => (false, policy, slot),
+    };
+    if let Some(stats) = table.policy_stats.get(slot) {
+        if allowed {
+            stats.allowed.inc();
+        } else {
+            stats.denied.inc();
+        }
+    }
+    let peer = subject.peer().map(SpiffeId::as_str).unwrap_or("-");
+    if allowed {
+        tracing::debug!(listener, policy, peer, decision = "allow", "authorization");
+    } else {
+        tracing::info!(listener, policy, peer, decision = "deny", "authorization");
+    }
+    allowed
 }
 
 /// Routing view over a parsed head.
@@ -156,6 +220,18 @@ impl Conn {
             head: &head,
             fields: &self.request_fields,
         };
+        let listener = table.table.listeners.get(listener_index);
+        if let Some(listener) = listener.filter(|l| !l.policies.is_empty()) {
+            let subject = Subject {
+                facts: &facts,
+                peer: self.peer.as_ref(),
+            };
+            if !authorize(table, &listener.name, &listener.policies, &subject) {
+                return self
+                    .reply_local(&head, 403, b"forbidden by policy\n", stats)
+                    .await;
+            }
+        }
         let Some(route_index) = route::select_index(http, &facts) else {
             let err = ProxyError::new(Side::Local, Kind::NoRoute);
             return self
@@ -165,6 +241,17 @@ impl Conn {
         let Some(route) = http.routes.get(route_index) else {
             return Next::Close;
         };
+        if let Some(listener) = listener.filter(|_| !route.policies.is_empty()) {
+            let subject = Subject {
+                facts: &facts,
+                peer: self.peer.as_ref(),
+            };
+            if !authorize(table, &listener.name, &route.policies, &subject) {
+                return self
+                    .reply_local(&head, 403, b"forbidden by policy\n", stats)
+                    .await;
+            }
+        }
         if !table.admit_request(listener_index, route_index, started) {
             stats.rate_limited.inc();
             return self
@@ -210,7 +297,18 @@ impl Conn {
                 }
             },
         };
-        exchange::forward(self, table, http, stats, &head, route, cluster, started).await
+        exchange::forward(
+            self,
+            table,
+            listener_index,
+            http,
+            stats,
+            &head,
+            route,
+            cluster,
+            started,
+        )
+        .await
     }
 
     /// The next request head, `None` when the client closed or went idle, or the
@@ -243,18 +341,19 @@ impl Conn {
             }
             let outcome = match head_deadline {
                 Some(deadline) => {
-                    io::read_more(&mut self.client, &mut self.buf, Some(deadline), None).await
+                    io::read_more(&mut self.client, &mut self.buf, Some(deadline)).await
                 }
                 None => {
                     if self.worker.draining.get() {
                         return Ok(None);
                     }
                     let idle_deadline = Instant::now() + http.idle_timeout;
-                    io::read_more(
+                    io::read_idle(
                         &mut self.client,
                         &mut self.buf,
                         Some(idle_deadline),
-                        Some(drain),
+                        drain,
+                        &self.worker.draining,
                     )
                     .await
                 }

@@ -55,17 +55,18 @@ pub(super) async fn exchange_head(
     http: &HttpTable,
     deadline: Option<Instant>,
     fresh_only: bool,
-) -> Result<(monoio::net::TcpStream, Vec<u8>, ResponseHead), Failure> {
+    origin: Option<forward::Origin<'_>>,
+) -> Result<(crate::stream::UpstreamIo, Vec<u8>, ResponseHead), Failure> {
     let checkout = async {
         if fresh_only {
-            forward::connect(cluster, endpoint)
+            forward::connect_io(cluster, endpoint, origin)
                 .await
                 .map(|stream| Upstream {
                     stream,
                     reused: false,
                 })
         } else {
-            forward::checkout(cluster, endpoint).await
+            forward::checkout(cluster, endpoint, origin).await
         }
     };
     let Upstream { mut stream, reused } = match io::by_deadline(deadline, checkout).await {
@@ -99,7 +100,7 @@ pub(super) async fn exchange_head(
     }
     while !body.is_complete() {
         let idle = Some(Instant::now() + http.idle_timeout);
-        match io::read_more(&mut conn.client, &mut conn.buf, idle, None).await {
+        match io::read_more(&mut conn.client, &mut conn.buf, idle).await {
             ReadOutcome::Data(_) => {}
             _ => return Err(Failure::ClientGone),
         }
@@ -140,7 +141,7 @@ pub(super) async fn exchange_head(
             }
         }
         let wait = deadline.or_else(|| Some(Instant::now() + http.idle_timeout));
-        match io::read_more(&mut stream, &mut response_buf, wait, None).await {
+        match io::read_more(&mut stream, &mut response_buf, wait).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::Eof | ReadOutcome::Failed(_)
                 if reused && response_buf.is_empty() && !body_pending =>

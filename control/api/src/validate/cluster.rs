@@ -53,6 +53,10 @@ pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Opti
         .retry_budget
         .as_ref()
         .and_then(|b| retry_budget(errors, &format!("{at}.retry_budget"), b));
+    let tls = file
+        .tls
+        .as_ref()
+        .and_then(|t| super::security::cluster_tls(errors, &format!("{at}.tls"), t));
     if errors.0.len() != before {
         return None;
     }
@@ -75,6 +79,7 @@ pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Opti
         outlier,
         circuit_breaker,
         retry_budget,
+        tls,
     })
 }
 

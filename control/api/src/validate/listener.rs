@@ -4,10 +4,12 @@
 use super::resilience::rate_limit;
 use super::route::route;
 use super::scalar::{duration_ms, int_in, name, required, size_in, socket_addr, AddrUse};
+use super::security;
 use super::ClusterNames;
 use crate::defaults;
 use crate::error::Errors;
 use crate::file::{ListenerFile, Protocol, ViaValue};
+use crate::snapshot::MeshMode;
 use crate::validated::{default_route_name, ValidHttp, ValidListener, ValidListenerKind};
 use std::collections::HashMap;
 
@@ -47,10 +49,69 @@ pub(crate) fn listener(
         .as_ref()
         .and_then(|r| rate_limit(errors, &format!("{at}.rate_limit"), r));
     let kind = match protocol {
-        Some(Protocol::Tcp) => tcp(errors, at, file, clusters),
-        Some(Protocol::Http) => http(errors, at, file, clusters).map(ValidListenerKind::Http),
+        Some(Protocol::Tcp | Protocol::Tls | Protocol::TlsPassthrough) => tcp(
+            errors,
+            at,
+            file,
+            clusters,
+            protocol == Some(Protocol::TlsPassthrough),
+        ),
+        Some(Protocol::Http | Protocol::Https) => {
+            http(errors, at, file, clusters).map(ValidListenerKind::Http)
+        }
         None => None,
     };
+    let terminates = matches!(protocol, Some(Protocol::Https | Protocol::Tls));
+    let tls = if terminates {
+        security::listener_tls(errors, &format!("{at}.tls"), file.tls.as_ref())
+    } else {
+        if file.tls.is_some() {
+            errors.add_hint(
+                format!("{at}.tls"),
+                "tls is only for https and tls listeners",
+                "set protocol = \"https\" (HTTP) or \"tls\" (L4) to terminate TLS",
+            );
+        }
+        None
+    };
+    let mesh = security::mesh_mode(file.mesh);
+    let passthrough = protocol == Some(Protocol::TlsPassthrough);
+    if mesh.is_some() && (terminates || passthrough) {
+        errors.add_hint(
+            format!("{at}.mesh"),
+            "mesh is only for tcp and http listeners",
+            "a mesh listener terminates mTLS with this dataplane's SVID; remove tls or mesh",
+        );
+    }
+    let http_kind = matches!(protocol, Some(Protocol::Http | Protocol::Https));
+    let identity_header = security::identity_header(
+        errors,
+        &format!("{at}.identity_header"),
+        &file.identity_header,
+    );
+    if identity_header.is_some() && !http_kind {
+        errors.add_hint(
+            format!("{at}.identity_header"),
+            "identity_header is only for http and https listeners",
+            "remove it",
+        );
+    }
+    if file.policy.is_some() && passthrough {
+        errors.add_hint(
+            format!("{at}.policy"),
+            "policies need a terminated connection",
+            "a tls_passthrough listener never sees the peer's identity; remove the policies",
+        );
+    }
+    let policies = security::policies(errors, at, file.policy.as_ref(), http_kind);
+    let peer_rules = policies.iter().any(|p| !p.peers.is_empty());
+    if peer_rules && mesh.is_none() {
+        errors.add_hint(
+            format!("{at}.policy"),
+            "policies on peers need a mesh listener",
+            "add mesh = \"strict\" so clients present SPIFFE IDs",
+        );
+    }
     if errors.0.len() != before {
         return None;
     }
@@ -61,7 +122,17 @@ pub(crate) fn listener(
         idle_timeout_ms,
         rate_limit,
         kind: kind?,
+        tls,
+        mesh,
+        identity_header,
+        policies,
     })
+}
+
+/// The listener's effective mesh mode, for route policies that check peers.
+pub(crate) fn has_mesh(file: &ListenerFile) -> bool {
+    security::mesh_mode(file.mesh)
+        .is_some_and(|m| matches!(m, MeshMode::Strict | MeshMode::Permissive))
 }
 
 fn tcp(
@@ -69,7 +140,20 @@ fn tcp(
     at: &str,
     file: &ListenerFile,
     clusters: &ClusterNames<'_>,
+    passthrough: bool,
 ) -> Option<ValidListenerKind> {
+    if file.sni_routes.is_some() && !passthrough {
+        errors.add_hint(
+            format!("{at}.sni_routes"),
+            "sni_routes are only for tls_passthrough listeners",
+            "set protocol = \"tls_passthrough\"",
+        );
+    }
+    let sni_routes = if passthrough {
+        security::sni_routes(errors, at, file.sni_routes.as_ref(), clusters)
+    } else {
+        Vec::new()
+    };
     let http_only = [
         ("max_request_line", file.max_request_line.is_some()),
         ("max_header_bytes", file.max_header_bytes.is_some()),
@@ -109,6 +193,8 @@ fn tcp(
     Some(ValidListenerKind::Tcp {
         cluster: cluster?,
         splice: file.splice,
+        passthrough,
+        sni_routes,
     })
 }
 
@@ -215,7 +301,15 @@ fn http(
         } else {
             names.insert(effective, i);
         }
-        if let Some(r) = route(errors, &route_at, r, clusters) {
+        if let Some(mut r) = route(errors, &route_at, r, clusters) {
+            r.policies = security::policies(errors, &route_at, r_file_policy(file, i), true);
+            if r.policies.iter().any(|p| !p.peers.is_empty()) && !has_mesh(file) {
+                errors.add_hint(
+                    format!("{route_at}.policy"),
+                    "policies on peers need a mesh listener",
+                    "add mesh = \"strict\" to the listener so clients present SPIFFE IDs",
+                );
+            }
             routes.push(r);
         }
     }
@@ -234,4 +328,11 @@ fn http(
         request_id: file.request_id,
         routes,
     })
+}
+
+fn r_file_policy(file: &ListenerFile, route: usize) -> Option<&Vec<crate::file::PolicyFile>> {
+    file.route
+        .as_ref()
+        .and_then(|routes| routes.get(route))
+        .and_then(|r| r.policy.as_ref())
 }

@@ -12,6 +12,7 @@ mod listener;
 mod resilience;
 mod route;
 mod scalar;
+mod security;
 
 use crate::error::{ConfigError, Errors};
 use crate::file::{ConfigFile, RuntimeFile};
@@ -67,6 +68,7 @@ pub fn validate(file: &ConfigFile) -> Result<ValidConfig, Vec<ConfigError>> {
         }
     }
 
+    let mesh = security::mesh(&mut errors, file.mesh.as_ref());
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
@@ -74,6 +76,7 @@ pub fn validate(file: &ConfigFile) -> Result<ValidConfig, Vec<ConfigError>> {
         runtime,
         listeners,
         clusters: valid_clusters,
+        mesh,
     })
 }
 

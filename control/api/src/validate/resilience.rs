@@ -352,6 +352,14 @@ pub(crate) fn health_check(
             }
             Some(ValidHealthCheckKind::Tcp)
         }
+        Some(Protocol::Https | Protocol::Tls | Protocol::TlsPassthrough) => {
+            errors.add_hint(
+                format!("{at}.protocol"),
+                "health checks speak tcp or http",
+                "use protocol = \"tcp\" or \"http\"",
+            );
+            None
+        }
         Some(Protocol::Http) => {
             let path = match &file.path {
                 Some(p) => check_path(errors, &format!("{at}.path"), p),

@@ -97,6 +97,7 @@ pub(crate) fn route(
         retry,
         rate_limit,
         fault,
+        policies: Vec::new(),
     })
 }
 

@@ -1,0 +1,256 @@
+//! Table-swap latency: with a table of 10,000 routes and 1,000 clusters of 10
+//! endpoints, the time from SIGHUP to the control process until the dataplane has
+//! acknowledged the new generation (every worker serves it), and the p99 of
+//! requests in flight meanwhile against the same load without swaps.
+
+use crate::procs::{self, Proc};
+use anyhow::{anyhow, bail, Context};
+use ringmesh_api::wire::{self, Message, ProtocolVersion, Role};
+use std::fmt::Write as _;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct SwapArgs {
+    /// Routes in the table.
+    #[arg(long, default_value_t = 10_000)]
+    pub routes: usize,
+    /// Clusters (10 endpoints each).
+    #[arg(long, default_value_t = 1_000)]
+    pub clusters: usize,
+    /// Swaps to measure.
+    #[arg(long, default_value_t = 10)]
+    pub swaps: usize,
+    /// Rate of the probe load during each phase (req/s).
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Skip `cargo build --release`.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Markdown report.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+/// The big table; `variant` changes one route so each reload is a real swap.
+fn config(args: &SwapArgs, listener: u16, admin: u16, upstream: u16, variant: usize) -> String {
+    let mut text = String::with_capacity(args.routes * 120 + args.clusters * 200);
+    let _ = writeln!(
+        text,
+        "[runtime]\nworkers = 2\nadmin = \"127.0.0.1:{admin}\"\n"
+    );
+    let _ = writeln!(
+        text,
+        "[[listener]]\nname = \"edge\"\nbind = \"127.0.0.1:{listener}\"\nprotocol = \"http\"\n"
+    );
+    let _ = writeln!(
+        text,
+        "[[listener.route]]\nname = \"probe\"\npath = \"/probe\"\ncluster = \"probe\"\n"
+    );
+    for route in 0..args.routes {
+        let cluster = route % args.clusters.max(1);
+        let prefix = if route == variant % args.routes.max(1) {
+            "v"
+        } else {
+            "p"
+        };
+        let _ = writeln!(
+            text,
+            "[[listener.route]]\nname = \"r{route}\"\nhost = \"svc{cluster}.example.com\"\npath_prefix = \"/{prefix}{route}/\"\ncluster = \"c{cluster}\"\n"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "[[cluster]]\nname = \"probe\"\nendpoints = [\"127.0.0.1:{upstream}\"]\n"
+    );
+    for cluster in 0..args.clusters {
+        let endpoints: Vec<String> = (0..10)
+            .map(|e| {
+                format!(
+                    "\"127.0.{}.{}:{}\"",
+                    1 + cluster / 250,
+                    1 + cluster % 250,
+                    20_000 + e
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            text,
+            "[[cluster]]\nname = \"c{cluster}\"\nendpoints = [{}]\n",
+            endpoints.join(", ")
+        );
+    }
+    text
+}
+
+/// The generation the node `node` has acknowledged, from the control status.
+fn acked(socket: &Path, node: &str) -> anyhow::Result<(u64, u64)> {
+    let mut stream =
+        UnixStream::connect(socket).with_context(|| format!("connecting {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let hello = Message::Hello {
+        protocol: ProtocolVersion::CURRENT,
+        role: Role::Cli,
+        node: "bench".into(),
+    };
+    wire::write_message(&mut stream, &hello)?;
+    wire::read_message(&mut stream)?;
+    wire::write_message(&mut stream, &Message::StatusRequest)?;
+    match wire::read_message(&mut stream)? {
+        Message::StatusReply { status } => {
+            let dataplane = status.dataplanes.iter().find(|d| d.node == node);
+            Ok((
+                status.generation,
+                dataplane.map_or(0, |d| d.acked_generation),
+            ))
+        }
+        other => bail!("unexpected answer {}", other.kind()),
+    }
+}
+
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{name} \"$0\""), &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -{name} {pid} failed");
+    }
+    Ok(())
+}
+
+/// p99 in µs from a loadgen JSON result (`response_time` percentiles).
+fn p99_us(path: &Path) -> anyhow::Result<f64> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    let pointer = ["/latency/response/p99_us"];
+    pointer
+        .iter()
+        .find_map(|p| json.pointer(p).and_then(serde_json::Value::as_f64))
+        .ok_or_else(|| anyhow!("no p99 in {}", path.display()))
+}
+
+pub fn run(args: &SwapArgs) -> anyhow::Result<i32> {
+    let bins = procs::build_binaries(args.no_build)?;
+    let tmp = procs::TempDir::new("ringmesh-swap")?;
+    let dir = tmp.path();
+    let (listener, admin, upstream) = (
+        procs::free_port()?,
+        procs::free_port()?,
+        procs::free_port()?,
+    );
+    let serve: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{upstream}"),
+        "--name",
+        "probe",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut up = procs::spawn("upstream", None, &bins.loadgen, &serve, dir)?;
+    procs::wait_tcp(procs::loopback(upstream), Duration::from_secs(10), &mut up)?;
+    let cfg = dir.join("big.toml");
+    std::fs::write(&cfg, config(args, listener, admin, upstream, 0))?;
+    let socket = dir.join("control.sock");
+    let control_args = vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "--socket".into(),
+        socket.display().to_string(),
+    ];
+    let mut control = procs::spawn("control", None, &bins.control, &control_args, dir)?;
+    let dp_args = vec![
+        "--control".into(),
+        socket.display().to_string(),
+        "--node".into(),
+        "bench".into(),
+    ];
+    let mut dp = procs::spawn("dataplane", None, &bins.dataplane, &dp_args, dir)?;
+    procs::wait_http_ok(
+        procs::loopback(admin),
+        "/ready",
+        Duration::from_secs(60),
+        &mut dp,
+    )?;
+
+    let probe = format!("http://127.0.0.1:{listener}/probe");
+    let phase = |name: &str, seconds: u64| -> anyhow::Result<std::process::Child> {
+        Command::new(&bins.loadgen)
+            .args([
+                "run",
+                &probe,
+                "--rate",
+                &args.rate.to_string(),
+                "--duration",
+                &format!("{seconds}s"),
+            ])
+            .args(["--connections", "16", "--out"])
+            .arg(dir.join(format!("{name}.json")))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting ringmesh-loadgen")
+    };
+    let seconds = (args.swaps as u64).max(5);
+    let mut quiet = phase("quiet", seconds)?;
+    quiet.wait()?;
+
+    let mut during = phase("swaps", seconds + 2)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut latencies = Vec::with_capacity(args.swaps);
+    for swap in 1..=args.swaps {
+        std::fs::write(&cfg, config(args, listener, admin, upstream, swap))?;
+        let (generation, _) = acked(&socket, "bench")?;
+        let started = Instant::now();
+        signal(control.pid(), "HUP")?;
+        loop {
+            let (_, acked_generation) = acked(&socket, "bench")?;
+            if acked_generation > generation {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("swap {swap} not acknowledged within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        latencies.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    during.wait()?;
+    let p99_quiet = p99_us(&dir.join("quiet.json")).unwrap_or(f64::NAN);
+    let p99_swaps = p99_us(&dir.join("swaps.json")).unwrap_or(f64::NAN);
+
+    latencies.sort();
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let median = latencies
+        .get(latencies.len() / 2)
+        .map(ms)
+        .unwrap_or(f64::NAN);
+    let worst = latencies.last().map(ms).unwrap_or(f64::NAN);
+    let best = latencies.first().map(ms).unwrap_or(f64::NAN);
+    let report = format!(
+        "# Table swap latency\n\n- date: {}\n- command: `cargo run --release -p ringmesh-bench -- swap` ({} routes, {} clusters × 10 endpoints, {} swaps, probe load {} req/s)\n- machine: {} CPUs\n\n| SIGHUP → last ack | ms |\n|---|---:|\n| best | {best:.1} |\n| median | {median:.1} |\n| worst | {worst:.1} |\n\n| probe p99 | µs |\n|---|---:|\n| without swaps | {p99_quiet:.0} |\n| during swaps | {p99_swaps:.0} |\n| ratio | {:.2} |\n",
+        crate::scenario::now_utc(),
+        args.routes,
+        args.clusters,
+        args.swaps,
+        args.rate,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        p99_swaps / p99_quiet,
+    );
+    print!("{report}");
+    let path = args
+        .results
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS-swap.md"));
+    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    println!("\nwritten to {}", path.display());
+    let procs: [&mut Proc; 3] = [&mut dp, &mut control, &mut up];
+    for p in procs {
+        p.terminate(Duration::from_secs(10));
+    }
+    Ok(0)
+}

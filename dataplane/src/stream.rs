@@ -1,0 +1,120 @@
+//! The two kinds of socket the request path carries: a plain TCP stream, or a TLS
+//! stream over one (terminated from a client, or originated to an upstream).
+//! Concrete enums rather than generics: one branch per IO call, no boxing of
+//! futures, and the plain path stays what it was.
+//!
+//! Drain: an idle plain client read is cancelled through monoio's
+//! `CancelHandle`. A TLS read cannot be cancelled without losing the TLS
+//! state, so an idle TLS client read is raced against a short poll of the
+//! worker's drain flag and the connection is closed when draining wins (it was
+//! going to be closed anyway).
+
+use crate::tls::stream::{ClientStream, ServerStream};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use std::cell::Cell;
+use std::time::Duration;
+
+/// How often an idle TLS client connection looks at the drain flag.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// A client connection: plain, or with TLS terminated here.
+pub enum ClientIo {
+    Plain(TcpStream),
+    Tls(Box<ServerStream<TcpStream>>),
+}
+
+/// An upstream connection: plain, or with TLS originated here.
+pub enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<ClientStream<TcpStream>>),
+}
+
+impl ClientIo {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientIo::Tls(_))
+    }
+
+    /// A read that ends early (`None`) when the worker starts draining.
+    pub async fn read_or_drain<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: &CancelHandle,
+        draining: &Cell<bool>,
+    ) -> Option<BufResult<usize, T>> {
+        match self {
+            ClientIo::Plain(stream) => Some(stream.cancelable_read(buf, cancel.clone()).await),
+            ClientIo::Tls(stream) => {
+                let watch = async {
+                    while !draining.get() {
+                        monoio::time::sleep(DRAIN_POLL).await;
+                    }
+                };
+                monoio::select! {
+                    result = stream.read(buf) => Some(result),
+                    _ = watch => None,
+                }
+            }
+        }
+    }
+}
+
+macro_rules! delegate_io {
+    ($ty:ident) => {
+        impl AsyncReadRent for $ty {
+            async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $ty::Plain(s) => s.read(buf).await,
+                    $ty::Tls(s) => s.read(buf).await,
+                }
+            }
+            async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $ty::Plain(s) => s.readv(buf).await,
+                    $ty::Tls(s) => s.readv(buf).await,
+                }
+            }
+        }
+
+        impl AsyncWriteRent for $ty {
+            async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $ty::Plain(s) => s.write(buf).await,
+                    $ty::Tls(s) => s.write(buf).await,
+                }
+            }
+            async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $ty::Plain(s) => s.writev(buf).await,
+                    $ty::Tls(s) => s.writev(buf).await,
+                }
+            }
+            async fn flush(&mut self) -> std::io::Result<()> {
+                match self {
+                    $ty::Plain(s) => s.flush().await,
+                    $ty::Tls(s) => s.flush().await,
+                }
+            }
+            async fn shutdown(&mut self) -> std::io::Result<()> {
+                match self {
+                    $ty::Plain(s) => s.shutdown().await,
+                    $ty::Tls(s) => s.shutdown().await,
+                }
+            }
+        }
+    };
+}
+
+delegate_io!(ClientIo);
+delegate_io!(UpstreamIo);
+
+impl std::fmt::Debug for UpstreamIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpstreamIo::Plain(_) => "UpstreamIo::Plain",
+            UpstreamIo::Tls(_) => "UpstreamIo::Tls",
+        })
+    }
+}
