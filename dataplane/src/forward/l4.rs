@@ -27,7 +27,6 @@ pub async fn relay(
     splice: bool,
     buffers: &BufPool,
 ) -> Carried {
-    let last_activity = Cell::new(Instant::now());
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
     if splice {
@@ -40,14 +39,15 @@ pub async fn relay(
             upstream_to_client: down,
         };
     }
-    let (up, down) = monoio::join!(
-        copy_one_way(client_read, upstream_write, idle, &last_activity, buffers),
-        copy_one_way(upstream_read, client_write, idle, &last_activity, buffers)
-    );
-    Carried {
-        client_to_upstream: up,
-        upstream_to_client: down,
-    }
+    copy_pair(
+        client_read,
+        client_write,
+        upstream_read,
+        upstream_write,
+        idle,
+        buffers,
+    )
+    .await
 }
 
 /// Relay between any two streams (TLS on either side): plain pairs take the
@@ -76,53 +76,96 @@ where
     U::OwnedRead: AsyncReadRent,
     U::OwnedWrite: AsyncWriteRent,
 {
-    let last_activity = Cell::new(Instant::now());
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let (up, down) = monoio::join!(
-        copy_one_way(client_read, upstream_write, idle, &last_activity, buffers),
-        copy_one_way(upstream_read, client_write, idle, &last_activity, buffers)
-    );
-    Carried {
-        client_to_upstream: up,
-        upstream_to_client: down,
+    copy_pair(
+        client_read,
+        client_write,
+        upstream_read,
+        upstream_write,
+        idle,
+        buffers,
+    )
+    .await
+}
+
+/// Copy both directions until both end, or until nothing moved for `idle`; then
+/// the copies are dropped, which cancels their reads and closes both sockets.
+///
+/// Idleness is watched by one timer per quarter of `idle` for the whole relay
+/// (a read counter it compares), not by a timer armed on every read: a relay
+/// moving small messages pays no timer or clock call per message.
+async fn copy_pair<CR, CW, UR, UW>(
+    client_read: CR,
+    client_write: CW,
+    upstream_read: UR,
+    upstream_write: UW,
+    idle: Duration,
+    buffers: &BufPool,
+) -> Carried
+where
+    CR: AsyncReadRent,
+    CW: AsyncWriteRent,
+    UR: AsyncReadRent,
+    UW: AsyncWriteRent,
+{
+    let moved = Cell::new(0u64);
+    let copies = async {
+        monoio::join!(
+            copy_one_way(client_read, upstream_write, &moved, buffers),
+            copy_one_way(upstream_read, client_write, &moved, buffers)
+        )
+    };
+    monoio::select! {
+        (up, down) = copies => Carried {
+            client_to_upstream: up,
+            upstream_to_client: down,
+        },
+        _ = idle_watch(idle, &moved) => Carried::default(),
+    }
+}
+
+/// Returns once `moved` has not changed for `idle` (checked four times per
+/// period, so an idle relay closes within 1¼ × `idle`).
+async fn idle_watch(idle: Duration, moved: &Cell<u64>) {
+    const CHECKS: u32 = 4;
+    let step = (idle / CHECKS).max(Duration::from_millis(1));
+    let mut last = moved.get();
+    let mut quiet = 0;
+    loop {
+        monoio::time::sleep(step).await;
+        let now = moved.get();
+        if now == last {
+            quiet += 1;
+            if quiet >= CHECKS {
+                return;
+            }
+        } else {
+            last = now;
+            quiet = 0;
+        }
     }
 }
 
 async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
     mut from: R,
     mut to: W,
-    idle: Duration,
-    last_activity: &Cell<Instant>,
+    moved: &Cell<u64>,
     buffers: &BufPool,
 ) -> u64 {
     let mut carried = 0u64;
-    let mut buf = Some(buffers.take());
+    let mut buf = buffers.take();
     loop {
-        let mut owned = buf.take().unwrap_or_else(|| buffers.take());
-        owned.clear();
-        let read = monoio::time::timeout(idle, from.read(owned)).await;
-        let (result, returned) = match read {
-            Ok(pair) => pair,
-            Err(_) => {
-                // The buffer went down with the cancelled read. Idle means idle in
-                // both directions: keep waiting while the other side is moving.
-                if last_activity.get().elapsed() < idle {
-                    continue;
-                }
-                break;
-            }
-        };
+        buf.clear();
+        let (result, returned) = from.read(buf).await;
+        buf = returned;
         let n = match result {
-            Ok(0) | Err(_) => {
-                buf = Some(returned);
-                break;
-            }
+            Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        last_activity.set(Instant::now());
-        let (written, returned) = to.write_all(returned).await;
-        buf = Some(returned);
+        moved.set(moved.get().wrapping_add(1));
+        let (written, returned) = to.write_all(buf).await;
+        buf = returned;
         if written.is_err() {
             break;
         }
@@ -131,9 +174,7 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
     // Half-close: the peer learns that this direction is finished and may still
     // send the other way.
     let _ = to.shutdown().await;
-    if let Some(owned) = buf {
-        buffers.give(owned);
-    }
+    buffers.give(buf);
     carried
 }
 
