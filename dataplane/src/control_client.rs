@@ -341,10 +341,21 @@ fn apply_and_answer(
 ) -> Result<(), SessionError> {
     let generation = snapshot.generation;
     // The same table again (a reconnect): nothing to swap, just confirm it.
+    // Compared part by part: cloning a large table just to equalize the
+    // generation cost more than the comparison itself.
+    // The destructuring names every field, so a new one cannot be forgotten here.
     let unchanged = current.as_ref().is_some_and(|now| {
-        let mut same = snapshot.clone();
-        same.generation = now.generation;
-        &same == now
+        let Snapshot {
+            generation: _,
+            runtime,
+            listeners,
+            clusters,
+            mesh,
+        } = &snapshot;
+        now.runtime == *runtime
+            && now.listeners == *listeners
+            && now.clusters == *clusters
+            && now.mesh == *mesh
     });
     if unchanged {
         applier.shared().renumber(generation);
