@@ -15,17 +15,27 @@ use crate::procs::{self, Bins, Proc};
 pub enum Proxy {
     Direct,
     Ringmesh,
+    /// ringmesh with the resilience features configured but nothing failing:
+    /// retries, outlier detection, circuit breakers, health checks, rate limits.
+    RingmeshFull,
     Nginx,
     Haproxy,
 }
 
 impl Proxy {
-    pub const ALL: [Proxy; 4] = [Proxy::Direct, Proxy::Ringmesh, Proxy::Nginx, Proxy::Haproxy];
+    pub const ALL: [Proxy; 5] = [
+        Proxy::Direct,
+        Proxy::Ringmesh,
+        Proxy::RingmeshFull,
+        Proxy::Nginx,
+        Proxy::Haproxy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Proxy::Direct => "direct",
             Proxy::Ringmesh => "ringmesh",
+            Proxy::RingmeshFull => "ringmesh-full",
             Proxy::Nginx => "nginx",
             Proxy::Haproxy => "haproxy",
         }
@@ -61,15 +71,32 @@ pub enum Start {
 
 const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
-pub fn ringmesh_config(layer: Layer, port: u16, upstream: u16, admin: u16) -> String {
-    let listener = match layer {
-        Layer::Http => "protocol = \"http\"\n\n[[listener.route]]\ncluster = \"upstream\"\n",
-        Layer::L4 => "protocol = \"tcp\"\ncluster = \"upstream\"\n",
+/// `full`: every resilience feature on, sized so that nothing trips under the
+/// benchmark's load; measures what they cost when all is well.
+pub fn ringmesh_config(layer: Layer, port: u16, upstream: u16, admin: u16, full: bool) -> String {
+    let listener = match (layer, full) {
+        (Layer::Http, false) => "protocol = \"http\"\n\n[[listener.route]]\ncluster = \"upstream\"\n".to_string(),
+        (Layer::Http, true) => "protocol = \"http\"\nrate_limit = { requests_per_second = 10000000, burst = 100000 }\n\n\
+             [[listener.route]]\ncluster = \"upstream\"\ntimeout = \"10s\"\n\
+             retry = { attempts = 2, on = [\"connect-failure\", \"reset\", \"gateway-error\"], per_try_timeout = \"5s\" }\n\
+             rate_limit = { requests_per_second = 10000000, burst = 100000 }\n"
+            .to_string(),
+        (Layer::L4, false) => "protocol = \"tcp\"\ncluster = \"upstream\"\n".to_string(),
+        (Layer::L4, true) => "protocol = \"tcp\"\ncluster = \"upstream\"\n\
+             rate_limit = { requests_per_second = 10000000, burst = 100000 }\n"
+            .to_string(),
+    };
+    let cluster_extra = if full {
+        "outlier = { consecutive_5xx = 5, consecutive_gateway_failure = 5 }\n\
+         circuit_breaker = { max_connections = 100000, max_pending_requests = 100000, max_requests = 100000, max_retries = 1000 }\n\
+         health_check = { protocol = \"tcp\", interval = \"1s\", timeout = \"500ms\" }\n"
+    } else {
+        ""
     };
     format!(
         "[runtime]\nworkers = 1\nadmin = \"127.0.0.1:{admin}\"\n\n\
          [[listener]]\nname = \"bench\"\nbind = \"127.0.0.1:{port}\"\n{listener}\n\
-         [[cluster]]\nname = \"upstream\"\nendpoints = [\"127.0.0.1:{upstream}\"]\n"
+         [[cluster]]\nname = \"upstream\"\nendpoints = [\"127.0.0.1:{upstream}\"]\n{cluster_extra}"
     )
 }
 
@@ -169,12 +196,13 @@ pub fn start(
     let tag = format!("{}-{}", proxy.name(), port);
     let mut proc = match proxy {
         Proxy::Direct => return Ok(Start::Skipped("no proxy".into())),
-        Proxy::Ringmesh => {
+        Proxy::Ringmesh | Proxy::RingmeshFull => {
             let a = procs::free_port()?;
+            let full = proxy == Proxy::RingmeshFull;
             let cfg = write(
                 dir,
                 &format!("{tag}.toml"),
-                &ringmesh_config(layer, port, upstream, a),
+                &ringmesh_config(layer, port, upstream, a, full),
             )?;
             let args = vec![
                 "--config".to_string(),
@@ -253,7 +281,15 @@ mod tests {
 
     #[test]
     fn configs_name_the_ports() {
-        let r = ringmesh_config(Layer::Http, 1, 2, 3);
+        for layer in [Layer::Http, Layer::L4] {
+            for full in [false, true] {
+                let text = ringmesh_config(layer, 1, 2, 3, full);
+                if let Err(errors) = ringmesh_api::compile_str(&text, "bench.toml", 1) {
+                    panic!("{layer:?} full={full}: {errors}\n{text}");
+                }
+            }
+        }
+        let r = ringmesh_config(Layer::Http, 1, 2, 3, false);
         assert!(
             r.contains("bind = \"127.0.0.1:1\"")
                 && r.contains("127.0.0.1:2")
