@@ -310,6 +310,12 @@ impl ClusterRuntime {
         }
     }
 
+    /// Only P2C over EWMA reads latency: other balancers skip the clock read and
+    /// the decay computation per request.
+    pub fn tracks_latency(&self) -> bool {
+        matches!(self.picker, Picker::P2c)
+    }
+
     pub fn endpoint(&self, index: usize) -> Option<&Rc<EndpointRuntime>> {
         self.endpoints.get(index)
     }

@@ -296,7 +296,9 @@ pub async fn serve(
         return;
     };
     cluster.stats.requests.inc();
-    in_flight.finish(started.elapsed());
+    if cluster.tracks_latency() {
+        in_flight.finish(started.elapsed());
+    }
     if write_prefix(&mut upstream, prefix).await.0.is_err() {
         return;
     }

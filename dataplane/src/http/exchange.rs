@@ -220,7 +220,9 @@ pub(super) async fn forward(
         }
     }
     conn.worker.buffers.give(response_buf);
-    in_flight.finish(started.elapsed());
+    if cluster.tracks_latency() {
+        in_flight.finish(started.elapsed());
+    }
     if upstream_clean && response.keep_alive && body.is_complete() {
         endpoint.idle.put(upstream, cluster.max_idle_per_endpoint);
     }
