@@ -142,8 +142,11 @@ fn run_in(args: &DemoArgs, bins: &procs::Bins, dir: &Path) -> anyhow::Result<i32
     }
 
     let out = dir.join("loadgen.json");
+    // The lag budget is wider than loadgen's default (1 ms): on a shared 2-core VM
+    // the generator's own wake-ups run late by a millisecond or two, and every
+    // latency figure includes that lag, so the SLO is set with it in mind.
     println!(
-        "demo: {} run {listener} --rate {} --duration {} --connections 32 --slo 'p99<5ms' --slo 'error_rate<0.1%'\n",
+        "demo: {} run {listener} --rate {} --duration {} --connections 32 --slo 'p99<10ms' --slo 'error_rate<0.1%' --max-lag 5ms\n",
         bins.loadgen.display(),
         args.rate,
         args.duration
@@ -161,9 +164,11 @@ fn run_in(args: &DemoArgs, bins: &procs::Bins, dir: &Path) -> anyhow::Result<i32
             "--connections",
             "32",
             "--slo",
-            "p99<5ms",
+            "p99<10ms",
             "--slo",
             "error_rate<0.1%",
+            "--max-lag",
+            "5ms",
         ])
         .arg("--out")
         .arg(&out)

@@ -78,6 +78,10 @@ struct RunArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Schedule-lag p99 beyond which the measurement is INVALID (the generator
+    /// itself sent late). Raise it only knowing that latencies then include it.
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    max_lag: Duration,
 }
 
 fn slo_arg(s: &str) -> Result<SloSpec, String> {
@@ -136,6 +140,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<u8> {
         connections: a.connections,
         workers: a.workers,
         timeout: a.timeout,
+        max_lag: a.max_lag,
     };
     // Fail fast (exit 4) instead of recording a connect error per scheduled request.
     let outcome = match std::net::TcpStream::connect_timeout(&target.addr, Duration::from_secs(2)) {

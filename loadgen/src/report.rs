@@ -100,6 +100,7 @@ pub fn build(url: &str, cfg: &RunConfig, out: &Outcome, slos: &[SloSpec]) -> Rep
         target_rate: cfg.rate,
         achieved_rate: out.achieved_rate,
         lag_p99_ns: percentile_ns(&s.lag, 99.0),
+        max_lag_ns: u64::try_from(cfg.max_lag.as_nanos()).unwrap_or(u64::MAX),
         total,
         responses: s.ok + s.non_2xx,
         connects: s.connects,

@@ -35,6 +35,8 @@ pub struct RunConfig {
     pub workers: usize,
     /// Per request (and per connect); a timed-out request counts as an error.
     pub timeout: Duration,
+    /// Schedule-lag p99 above this makes the run INVALID.
+    pub max_lag: Duration,
 }
 
 impl RunConfig {

@@ -53,6 +53,8 @@ pub struct Facts {
     pub target_rate: Option<f64>,
     pub achieved_rate: f64,
     pub lag_p99_ns: u64,
+    /// Lag budget; 0 means the default `MAX_LAG_P99_NS`.
+    pub max_lag_ns: u64,
     /// Requests with an outcome (responses and errors).
     pub total: u64,
     /// Complete responses, any status.
@@ -106,12 +108,18 @@ pub fn decide(f: &Facts) -> Verdict {
                 ),
             );
         }
-        if f.lag_p99_ns > MAX_LAG_P99_NS {
+        let budget = if f.max_lag_ns == 0 {
+            MAX_LAG_P99_NS
+        } else {
+            f.max_lag_ns
+        };
+        if f.lag_p99_ns > budget {
             return v(
                 Kind::Invalid,
                 format!(
-                    "schedule lag p99 {:.2}ms > 1ms: the generator sent late, add --workers or lower --rate",
-                    f.lag_p99_ns as f64 / 1e6
+                    "schedule lag p99 {:.2}ms > {:.2}ms: the generator sent late, add --workers or lower --rate",
+                    f.lag_p99_ns as f64 / 1e6,
+                    budget as f64 / 1e6
                 ),
             );
         }
@@ -182,6 +190,22 @@ mod tests {
             ..good()
         };
         assert_eq!(decide(&f).kind, Kind::Pass);
+    }
+
+    #[test]
+    fn lag_budget_is_configurable() {
+        let f = Facts {
+            lag_p99_ns: 1_500_000,
+            max_lag_ns: 5_000_000,
+            ..good()
+        };
+        assert_ne!(decide(&f).kind, Kind::Invalid);
+        let f = Facts {
+            lag_p99_ns: 6_000_000,
+            max_lag_ns: 5_000_000,
+            ..good()
+        };
+        assert_eq!(decide(&f).kind, Kind::Invalid);
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn config(url: &str, rate: Option<f64>, secs: f64) -> RunConfig {
         connections: 4,
         workers: 1,
         timeout: Duration::from_secs(2),
+        max_lag: Duration::from_millis(1),
     }
 }
 
