@@ -36,6 +36,8 @@ pub enum Kind {
     UpstreamTls(&'static str, String),
     /// An authorization policy refused the request (its name).
     Forbidden,
+    /// A circuit breaker's limit was reached (the answer names it in a header).
+    Overflow(crate::resilience::breaker::Overflow),
 }
 
 #[derive(Debug)]
@@ -65,7 +67,10 @@ impl ProxyError {
             Kind::BodyTooLarge => 413,
             Kind::ClientGone => 400,
             Kind::NoRoute => 404,
-            Kind::NoEndpoint | Kind::ConnectRefused(_) | Kind::ConnectTimeout => 503,
+            Kind::NoEndpoint
+            | Kind::ConnectRefused(_)
+            | Kind::ConnectTimeout
+            | Kind::Overflow(_) => 503,
             Kind::UpstreamReset(_) | Kind::UpstreamClosedEarly | Kind::BadResponse(_) => 502,
             Kind::RouteTimeout => 504,
             Kind::UpstreamTls(..) => 502,
@@ -93,6 +98,7 @@ impl ProxyError {
             Kind::UpstreamClosedEarly => "upstream closed the connection before responding".into(),
             Kind::BadResponse(reason) => format!("invalid upstream response: {reason}"),
             Kind::RouteTimeout => "upstream did not respond within the route timeout".into(),
+            Kind::Overflow(overflow) => format!("circuit breaker open: {}", overflow.0.name()),
             Kind::UpstreamTls(reason, detail) => {
                 format!("upstream TLS handshake failed ({reason}): {detail}")
             }

@@ -80,6 +80,15 @@ pub async fn connect_io(
     endpoint: &EndpointRuntime,
     origin: Option<Origin<'_>>,
 ) -> Result<UpstreamIo, ProxyError> {
+    // While a request waits for a new connection it is pending: the breaker's
+    // max_pending_requests bounds how many may wait at once.
+    let _pending = cluster
+        .breaker
+        .try_acquire(crate::resilience::breaker::Kind::PendingRequests)
+        .map_err(|overflow| {
+            cluster.stats.overflows.inc();
+            ProxyError::new(Side::Local, Kind::Overflow(overflow))
+        })?;
     let stream = connect(cluster, endpoint).await?;
     let Some(origin) = origin else {
         return Ok(UpstreamIo::Plain(stream));

@@ -398,6 +398,9 @@ impl Conn {
     /// Answer an error and close: after a malformed request nothing more on this
     /// connection can be trusted.
     pub(crate) async fn reply_error(&mut self, err: &ProxyError, stats: &ListenerStats) -> Next {
+        if let Kind::Overflow(overflow) = err.kind {
+            return self.reply_overflow(overflow, stats).await;
+        }
         let mut reason = err.reason();
         reason.push('\n');
         self.write_local(err.status(), reason.as_bytes(), true, stats)
