@@ -276,34 +276,49 @@ fn flaky_endpoint_retried_and_ejected(driver: &str) {
 /// Three endpoints, one 20 ms slower than the others: p2c_ewma sends it under 10 % of 3,000 requests made by 8
 /// concurrent clients.
 fn p2c_ewma_avoids_slow_endpoint(driver: &str) {
-    let _serial = exclusive();
-    let ups: Vec<HttpUpstream> = ["fast1", "fast2", "slow"]
-        .iter()
-        .map(|n| HttpUpstream::start(n))
-        .collect();
-    ups[2].set_delay(Duration::from_millis(20));
-    let (_proxy, listener) = mesh(
-        driver,
-        2,
-        "",
-        r#"balance = "p2c_ewma""#,
-        &ups.iter().map(|u| u.addr).collect::<Vec<_>>(),
-    );
-    let outcomes = closed_loop(listener, 8, 375, "/p2c", None);
-    let counts: Vec<usize> = ups.iter().map(HttpUpstream::requests).collect();
-    let total: usize = counts.iter().sum();
-    let share = counts[2] as f64 / total as f64;
-    eprintln!(
-        "p2c_ewma: requests at fast1/fast2/slow {counts:?}, slow share {:.2}%",
-        share * 100.0
-    );
-    assert_eq!(statuses(&outcomes), BTreeMap::from([(200, 3000)]));
-    assert_eq!(total, 3000);
+    let (counts, share) = slow_endpoint_share(driver, "p2c_ewma", 20, 375, "/p2c");
     assert!(
         share < 0.10,
         "the slow endpoint got {:.1}% of the requests: {counts:?}",
         share * 100.0
     );
+}
+
+/// Three endpoints behind `balance`, the third `delay_ms` slower, and 8 closed-loop clients sending
+/// `per_client` requests each: every request succeeds; returns the request count at each upstream and
+/// the slow one's share.
+fn slow_endpoint_share(
+    driver: &str,
+    balance: &str,
+    delay_ms: u64,
+    per_client: usize,
+    path: &str,
+) -> (Vec<usize>, f64) {
+    let _serial = exclusive();
+    let ups: Vec<HttpUpstream> = ["fast1", "fast2", "slow"]
+        .iter()
+        .map(|n| HttpUpstream::start(n))
+        .collect();
+    ups[2].set_delay(Duration::from_millis(delay_ms));
+    let (_proxy, listener) = mesh(
+        driver,
+        2,
+        "",
+        &format!("balance = \"{balance}\""),
+        &ups.iter().map(|u| u.addr).collect::<Vec<_>>(),
+    );
+    let outcomes = closed_loop(listener, 8, per_client, path, None);
+    let counts: Vec<usize> = ups.iter().map(HttpUpstream::requests).collect();
+    let sent = 8 * per_client;
+    let total: usize = counts.iter().sum();
+    let share = counts[2] as f64 / sent as f64;
+    eprintln!(
+        "{balance}: requests at fast1/fast2/slow {counts:?}, slow share {:.2}%",
+        share * 100.0
+    );
+    assert_eq!(statuses(&outcomes), BTreeMap::from([(200, sent)]));
+    assert_eq!(total, sent);
+    (counts, share)
 }
 
 /// One of three endpoints dies (its relay refuses connects and resets every open connection) under steady load
@@ -887,27 +902,7 @@ fn trickling_head_hits_route_timeout(driver: &str) {
 /// `least_request` over three endpoints, one 30 ms slower: with 8 concurrent clients the slow one, whose requests
 /// stay in flight longest, gets a small share.
 fn least_request_avoids_slow_endpoint(driver: &str) {
-    let _serial = exclusive();
-    let ups: Vec<HttpUpstream> = ["fast1", "fast2", "slow"]
-        .iter()
-        .map(|n| HttpUpstream::start(n))
-        .collect();
-    ups[2].set_delay(Duration::from_millis(30));
-    let (_proxy, listener) = mesh(
-        driver,
-        2,
-        "",
-        r#"balance = "least_request""#,
-        &ups.iter().map(|u| u.addr).collect::<Vec<_>>(),
-    );
-    let outcomes = closed_loop(listener, 8, 200, "/lr", None);
-    let counts: Vec<usize> = ups.iter().map(HttpUpstream::requests).collect();
-    let share = counts[2] as f64 / 1600.0;
-    eprintln!(
-        "least_request: requests at fast1/fast2/slow {counts:?}, slow share {:.2}%",
-        share * 100.0
-    );
-    assert_eq!(statuses(&outcomes), BTreeMap::from([(200, 1600)]));
+    let (counts, share) = slow_endpoint_share(driver, "least_request", 30, 200, "/lr");
     assert!(
         share < 0.20,
         "the slow endpoint got {:.1}% of the requests: {counts:?}",
