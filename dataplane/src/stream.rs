@@ -9,6 +9,7 @@
 //! worker's drain flag and the connection is closed when draining wins (it was
 //! going to be closed anyway).
 
+use crate::resilience::breaker::Guard;
 use crate::tls::stream::{ClientStream, ServerStream};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
@@ -26,10 +27,30 @@ pub enum ClientIo {
     Tls(Box<ServerStream<TcpStream>>),
 }
 
-/// An upstream connection: plain, or with TLS originated here.
-pub enum UpstreamIo {
+/// An upstream transport: plain, or with TLS originated here.
+pub enum UpstreamTransport {
     Plain(TcpStream),
     Tls(Box<ClientStream<TcpStream>>),
+}
+
+/// An upstream connection. It holds one of its cluster's `max_connections` slots
+/// for as long as the socket is open, in use or idle in a pool, so the breaker
+/// counts connections, not the requests that happen to be using them.
+pub struct UpstreamIo {
+    pub transport: UpstreamTransport,
+    slot: Option<Guard>,
+}
+
+impl UpstreamIo {
+    pub fn new(transport: UpstreamTransport, slot: Option<Guard>) -> Self {
+        UpstreamIo { transport, slot }
+    }
+
+    /// The transport and the slot, for a relay that splits the socket; the slot
+    /// must be kept until the relay ends.
+    pub fn into_parts(self) -> (UpstreamTransport, Option<Guard>) {
+        (self.transport, self.slot)
+    }
 }
 
 impl ClientIo {
@@ -108,13 +129,37 @@ macro_rules! delegate_io {
 }
 
 delegate_io!(ClientIo);
-delegate_io!(UpstreamIo);
+delegate_io!(UpstreamTransport);
+
+impl AsyncReadRent for UpstreamIo {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.transport.read(buf).await
+    }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.transport.readv(buf).await
+    }
+}
+
+impl AsyncWriteRent for UpstreamIo {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.transport.write(buf).await
+    }
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.transport.writev(buf).await
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.transport.flush().await
+    }
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.transport.shutdown().await
+    }
+}
 
 impl std::fmt::Debug for UpstreamIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            UpstreamIo::Plain(_) => "UpstreamIo::Plain",
-            UpstreamIo::Tls(_) => "UpstreamIo::Tls",
+        f.write_str(match self.transport {
+            UpstreamTransport::Plain(_) => "UpstreamIo::Plain",
+            UpstreamTransport::Tls(_) => "UpstreamIo::Tls",
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;
+pub mod web;
 pub mod wire;
 
 use std::net::{SocketAddr, TcpListener};

@@ -3,6 +3,7 @@
 //! carries upgraded HTTP connections (WebSocket) after the 101.
 
 use crate::bufpool::BufPool;
+use crate::stream::UpstreamTransport::{Plain, Tls};
 use crate::stream::{ClientIo, UpstreamIo};
 use crate::tls::spiffe::SpiffeId;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
@@ -59,11 +60,13 @@ pub async fn relay_io(
     splice: bool,
     buffers: &BufPool,
 ) -> Carried {
-    match (client, upstream) {
-        (ClientIo::Plain(c), UpstreamIo::Plain(u)) => relay(c, u, idle, splice, buffers).await,
-        (ClientIo::Plain(c), UpstreamIo::Tls(u)) => copy_both(c, *u, idle, buffers).await,
-        (ClientIo::Tls(c), UpstreamIo::Plain(u)) => copy_both(*c, u, idle, buffers).await,
-        (ClientIo::Tls(c), UpstreamIo::Tls(u)) => copy_both(*c, *u, idle, buffers).await,
+    // The connection's breaker slot is held until the relay ends.
+    let (transport, _slot) = upstream.into_parts();
+    match (client, transport) {
+        (ClientIo::Plain(c), Plain(u)) => relay(c, u, idle, splice, buffers).await,
+        (ClientIo::Plain(c), Tls(u)) => copy_both(c, *u, idle, buffers).await,
+        (ClientIo::Tls(c), Plain(u)) => copy_both(*c, u, idle, buffers).await,
+        (ClientIo::Tls(c), Tls(u)) => copy_both(*c, *u, idle, buffers).await,
     }
 }
 
@@ -284,6 +287,12 @@ pub async fn serve(
                 cluster.record(index, crate::resilience::outlier::Outcome::Status(200));
                 connected = Some((stream, in_flight, started));
                 break;
+            }
+            // A local limit says nothing of the endpoint, and another try would
+            // meet the same limit.
+            Err(err) if matches!(err.kind, crate::error::Kind::Overflow(_)) => {
+                tracing::debug!(cluster = %cluster.name, error = %err, "tcp upstream refused");
+                return;
             }
             Err(err) => {
                 cluster.record(index, crate::resilience::outlier::Outcome::ConnectFailure);

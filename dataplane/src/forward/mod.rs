@@ -5,7 +5,8 @@ pub mod pool;
 
 use crate::balance::{ClusterRuntime, EndpointRuntime};
 use crate::error::{Kind, ProxyError, Side};
-use crate::stream::UpstreamIo;
+use crate::resilience::breaker::{Guard, Kind as Slot, Overflow};
+use crate::stream::{UpstreamIo, UpstreamTransport};
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -80,18 +81,23 @@ pub async fn connect_io(
     endpoint: &EndpointRuntime,
     origin: Option<Origin<'_>>,
 ) -> Result<UpstreamIo, ProxyError> {
+    let overflowed = |overflow| {
+        cluster.stats.overflows.inc();
+        ProxyError::new(Side::Local, Kind::Overflow(overflow))
+    };
+    let slot = connection_slot(cluster).map_err(overflowed)?;
     // While a request waits for a new connection it is pending: the breaker's
     // max_pending_requests bounds how many may wait at once.
     let _pending = cluster
         .breaker
-        .try_acquire(crate::resilience::breaker::Kind::PendingRequests)
-        .map_err(|overflow| {
-            cluster.stats.overflows.inc();
-            ProxyError::new(Side::Local, Kind::Overflow(overflow))
-        })?;
+        .try_acquire(Slot::PendingRequests)
+        .map_err(overflowed)?;
     let stream = connect(cluster, endpoint).await?;
     let Some(origin) = origin else {
-        return Ok(UpstreamIo::Plain(stream));
+        return Ok(UpstreamIo::new(
+            UpstreamTransport::Plain(stream),
+            Some(slot),
+        ));
     };
     let name = match origin.server_name {
         Some(name) => name.clone(),
@@ -109,7 +115,10 @@ pub async fn connect_io(
                 peer = info.peer_identity.as_ref().map(|id| id.as_str()),
                 "upstream TLS established"
             );
-            Ok(UpstreamIo::Tls(Box::new(tls)))
+            Ok(UpstreamIo::new(
+                UpstreamTransport::Tls(Box::new(tls)),
+                Some(slot),
+            ))
         }
         Err(failure) => {
             cluster.stats.tls.failure(failure.reason);
@@ -124,6 +133,22 @@ pub async fn connect_io(
                 Side::Upstream,
                 Kind::UpstreamTls(failure.reason, failure.detail),
             ))
+        }
+    }
+}
+
+/// One of the cluster's `max_connections` slots. At the limit, an idle pooled
+/// connection (to any endpoint of the cluster, the oldest of one pool) is closed
+/// to free its slot: idle sockets must not starve a request that needs a new one.
+fn connection_slot(cluster: &ClusterRuntime) -> Result<Guard, Overflow> {
+    match cluster.breaker.try_acquire(Slot::Connections) {
+        Ok(slot) => Ok(slot),
+        Err(overflow) => {
+            let evicted = cluster.endpoints.iter().any(|e| e.idle.close_oldest());
+            if !evicted {
+                return Err(overflow);
+            }
+            cluster.breaker.try_acquire(Slot::Connections)
         }
     }
 }

@@ -42,6 +42,16 @@ impl IdlePool {
         idle.drain(..fresh_from);
     }
 
+    /// Closes the oldest idle connection; false when there was none.
+    pub fn close_oldest(&self) -> bool {
+        let mut idle = self.idle.borrow_mut();
+        if idle.is_empty() {
+            return false;
+        }
+        idle.remove(0);
+        true
+    }
+
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }
