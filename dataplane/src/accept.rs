@@ -5,6 +5,7 @@
 //! loop with a deadline, so a slow client never stalls the worker's other
 //! connections.
 
+use crate::access_log::TlsFacts;
 use crate::forward::l4::{self, L4Conn};
 use crate::http::{self, io, Accepted};
 use crate::state::{Worker, WorkerTable};
@@ -47,7 +48,8 @@ pub async fn start(
             };
             let conn = L4Conn {
                 client: ClientIo::Plain(stream),
-                peer_ip: peer.ip().to_string(),
+                client_addr: peer,
+                tls: None,
                 peer: None,
                 prefix: hello,
                 listener: index,
@@ -58,8 +60,7 @@ pub async fn start(
             return;
         }
     }
-    let Some((client, identity, prefix)) = terminate(&worker, &table, index, stream, timeout).await
-    else {
+    let Some((client, accepted)) = terminate(&worker, &table, index, stream, timeout).await else {
         return;
     };
     match &listener.mode {
@@ -67,9 +68,10 @@ pub async fn start(
             let spec = spec.clone();
             let conn = L4Conn {
                 client,
-                peer_ip: peer.ip().to_string(),
-                peer: identity,
-                prefix,
+                client_addr: peer,
+                tls: accepted.tls,
+                peer: accepted.peer,
+                prefix: accepted.prefix,
                 listener: index,
                 cluster: None,
             };
@@ -79,28 +81,24 @@ pub async fn start(
             let name = listener.name.clone();
             // A keep-alive connection takes the table again for every request.
             drop(table);
-            let accepted = Accepted {
-                peer: identity,
-                prefix,
-            };
             http::serve(worker, &name, client, peer, cancel, accepted).await;
         }
     }
 }
 
-/// Terminate TLS when the listener asks for it. Returns the client stream, the
-/// peer's SPIFFE ID and bytes already read (plaintext on a permissive port), or
-/// `None` when the connection is to be closed.
+/// Terminate TLS when the listener asks for it. Returns the client stream and what
+/// came with it (the peer's SPIFFE ID, what TLS negotiated, bytes already read as
+/// plaintext on a permissive port), or `None` when the connection is to be closed.
 async fn terminate(
     worker: &Worker,
     table: &WorkerTable,
     index: usize,
     mut stream: TcpStream,
     timeout: Duration,
-) -> Option<(ClientIo, Option<SpiffeId>, Vec<u8>)> {
+) -> Option<(ClientIo, Accepted)> {
     let listener = table.table.listeners.get(index)?;
     if listener.tls.is_none() && listener.mesh.is_none() {
-        return Some((ClientIo::Plain(stream), None, Vec::new()));
+        return Some((ClientIo::Plain(stream), Accepted::default()));
     }
     let stats = table.listener_stats.get(index)?;
     let mut prefix = Vec::new();
@@ -118,7 +116,11 @@ async fn terminate(
                 _ => {
                     stats.mesh_plaintext.inc();
                     tracing::debug!(listener = %listener.name, "mesh: plaintext accepted (permissive)");
-                    return Some((ClientIo::Plain(stream), None, prefix));
+                    let accepted = Accepted {
+                        prefix,
+                        ..Accepted::default()
+                    };
+                    return Some((ClientIo::Plain(stream), accepted));
                 }
             }
         }
@@ -132,6 +134,9 @@ async fn terminate(
     match crate::tls::stream::accept(stream, config, &prefix, timeout).await {
         Ok((tls, info)) => {
             stats.tls.handshakes.inc();
+            if info.resumed {
+                stats.tls.resumed.inc();
+            }
             tracing::debug!(
                 listener = %listener.name,
                 version = info.version,
@@ -142,7 +147,16 @@ async fn terminate(
                 resumed = info.resumed,
                 "TLS accepted"
             );
-            Some((ClientIo::Tls(Box::new(tls)), info.peer_identity, Vec::new()))
+            let accepted = Accepted {
+                tls: Some(TlsFacts {
+                    version: info.version,
+                    alpn: info.alpn,
+                    resumed: info.resumed,
+                }),
+                peer: info.peer_identity,
+                prefix: Vec::new(),
+            };
+            Some((ClientIo::Tls(Box::new(tls)), accepted))
         }
         Err(failure) => {
             stats.tls.failure(failure.reason);

@@ -15,6 +15,7 @@ pub struct Admin {
     pub ready: Arc<AtomicBool>,
     pub scraper: Scraper,
     pub driver: &'static str,
+    pub access_log: Option<Arc<crate::access_log::Sink>>,
 }
 
 pub fn spawn(admin: Admin) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -91,6 +92,14 @@ fn answer(admin: &mut Admin, mut stream: TcpStream) -> std::io::Result<()> {
             ];
             let mut text = admin.scraper.render(&extra);
             crate::metrics::render_cert_expiry(&mut text, &admin.shared.cert_expiries());
+            if let Some(sink) = &admin.access_log {
+                let dropped = sink.dropped.load(Ordering::Relaxed);
+                let name = "ringmesh_access_log_dropped_total";
+                text.push_str(&format!(
+                    "# HELP {name} Access log lines dropped because the writer fell behind.\n\
+                     # TYPE {name} counter\n{name} {dropped}\n"
+                ));
+            }
             (200, text)
         }
         _ => (

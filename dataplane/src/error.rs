@@ -84,6 +84,27 @@ impl ProxyError {
         matches!(self.kind, Kind::ConnectRefused(_) | Kind::ConnectTimeout)
     }
 
+    /// A stable snake_case label for logs (the access log's `detail`).
+    pub fn label(&self) -> &'static str {
+        match &self.kind {
+            Kind::BadRequest { .. } => "bad_request",
+            Kind::HeadTimeout => "head_timeout",
+            Kind::BodyTooLarge => "body_too_large",
+            Kind::ClientGone => "client_gone",
+            Kind::NoRoute => "no_route",
+            Kind::NoEndpoint => "no_endpoint",
+            Kind::ConnectRefused(_) => "connect_refused",
+            Kind::ConnectTimeout => "connect_timeout",
+            Kind::UpstreamReset(_) => "upstream_reset",
+            Kind::UpstreamClosedEarly => "upstream_closed_early",
+            Kind::BadResponse(_) => "bad_response",
+            Kind::RouteTimeout => "route_timeout",
+            Kind::UpstreamTls(..) => "upstream_tls",
+            Kind::Forbidden => "forbidden",
+            Kind::Overflow(overflow) => overflow.0.name(),
+        }
+    }
+
     pub fn reason(&self) -> String {
         match &self.kind {
             Kind::BadRequest { reason, .. } => (*reason).to_string(),

@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod apply;
 pub mod authz;
@@ -186,6 +187,16 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
 
+    let access_log = match &args.access_log {
+        None => None,
+        Some(destination) => match access_log::Sink::start(destination) {
+            Ok(sink) => Some(sink),
+            Err(err) => {
+                eprintln!("--access-log {destination:?}: {err}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
     let (registry, scraper) = metrics::registry();
     let shared = Arc::new(state::Shared::new(table, workers, registry));
     let ready = Arc::new(AtomicBool::new(false));
@@ -196,6 +207,7 @@ pub fn run(args: Args) -> ExitCode {
             ready: ready.clone(),
             scraper,
             driver: driver.describe(),
+            access_log: access_log.clone(),
         };
         if let Err(err) = admin::spawn(admin) {
             eprintln!("admin: cannot start thread: {err}");
@@ -223,6 +235,7 @@ pub fn run(args: Args) -> ExitCode {
             shared: shared.clone(),
             sockets,
             drain_timeout,
+            access_log: access_log.clone(),
             started: started_tx.clone(),
         };
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);

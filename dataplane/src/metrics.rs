@@ -83,6 +83,8 @@ const TLS_REASON_COUNT: usize = 28;
 #[derive(Debug, Default)]
 pub struct TlsStats {
     pub handshakes: Counter,
+    /// Handshakes that resumed an earlier session (part of `handshakes`).
+    pub resumed: Counter,
     pub failures: [Counter; TLS_REASON_COUNT],
 }
 
@@ -366,6 +368,7 @@ fn render_tls_side<'a>(
     sides: impl Iterator<Item = (&'a String, Vec<&'a TlsStats>)>,
 ) {
     let mut handshakes = String::new();
+    let mut resumed = String::new();
     let mut failures = String::new();
     for (name, stats) in sides {
         let total: u64 = stats.iter().map(|s| s.handshakes.get()).sum();
@@ -379,6 +382,11 @@ fn render_tls_side<'a>(
         let _ = writeln!(
             handshakes,
             "{prefix}_handshakes_total{{{label}=\"{name}\"}} {total}"
+        );
+        let resumptions: u64 = stats.iter().map(|s| s.resumed.get()).sum();
+        let _ = writeln!(
+            resumed,
+            "{prefix}_handshakes_resumed_total{{{label}=\"{name}\"}} {resumptions}"
         );
         for (index, reason) in TLS_REASONS.iter().enumerate() {
             let sum: u64 = stats
@@ -396,6 +404,8 @@ fn render_tls_side<'a>(
     }
     let _ = writeln!(out, "# HELP {prefix}_handshakes_total Completed TLS handshakes.\n# TYPE {prefix}_handshakes_total counter");
     out.push_str(&handshakes);
+    let _ = writeln!(out, "# HELP {prefix}_handshakes_resumed_total Completed TLS handshakes that resumed a session.\n# TYPE {prefix}_handshakes_resumed_total counter");
+    out.push_str(&resumed);
     let _ = writeln!(out, "# HELP {prefix}_handshake_failures_total Failed TLS handshakes, by reason.\n# TYPE {prefix}_handshake_failures_total counter");
     out.push_str(&failures);
 }

@@ -37,4 +37,9 @@ pub struct Args {
     /// io driver for the workers.
     #[arg(long, value_enum, default_value = "auto")]
     pub driver: DriverChoice,
+
+    /// Access log, one JSON object per request or TCP connection: `stdout`,
+    /// `stderr` or a file appended to. Off when not given.
+    #[arg(long, value_name = "DEST")]
+    pub access_log: Option<crate::access_log::Destination>,
 }

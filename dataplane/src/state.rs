@@ -255,13 +255,19 @@ pub struct Worker {
     /// High half of every request id: differs per worker and per process run.
     request_id_prefix: u64,
     pub buffers: BufPool,
+    pub access_log: crate::access_log::WorkerLog,
     pub active_connections: Cell<usize>,
     pub draining: Cell<bool>,
     pub drain_deadline: Cell<Option<Instant>>,
 }
 
 impl Worker {
-    pub fn new(index: usize, driver: DriverKind, shared: Arc<Shared>) -> Rc<Worker> {
+    pub fn new(
+        index: usize,
+        driver: DriverKind,
+        shared: Arc<Shared>,
+        access_log: crate::access_log::WorkerLog,
+    ) -> Rc<Worker> {
         let table = shared.current();
         let seed = seed_for(index);
         let worker = Rc::new(Worker {
@@ -287,6 +293,7 @@ impl Worker {
             request_ids: Cell::new(0),
             request_id_prefix: seed.rotate_left(17) ^ ((index as u64) << 56),
             buffers: BufPool::default(),
+            access_log,
             active_connections: Cell::new(0),
             draining: Cell::new(false),
             drain_deadline: Cell::new(None),

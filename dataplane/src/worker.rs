@@ -23,12 +23,14 @@ pub struct WorkerPlan {
     /// (listener name, this worker's socket)
     pub sockets: Vec<(String, TcpListener)>,
     pub drain_timeout: Duration,
+    pub access_log: Option<Arc<crate::access_log::Sink>>,
     /// Told once this worker's runtime runs and its listeners are registered.
     pub started: crossbeam_channel::Sender<usize>,
 }
 
 pub async fn run(plan: WorkerPlan) {
-    let worker = Worker::new(plan.index, plan.driver, plan.shared);
+    let access_log = crate::access_log::WorkerLog::new(plan.access_log);
+    let worker = Worker::new(plan.index, plan.driver, plan.shared, access_log);
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut accepting = Vec::new();
     for (name, socket) in plan.sockets {
@@ -53,6 +55,7 @@ pub async fn run(plan: WorkerPlan) {
     loop {
         monoio::time::sleep(TICK).await;
         ticks += 1;
+        worker.access_log.hand_over();
         if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
             worker.expire_idle_connections();
         }
@@ -90,6 +93,7 @@ pub async fn run(plan: WorkerPlan) {
     for task in accepting {
         task.await;
     }
+    worker.access_log.hand_over();
 }
 
 async fn accept_loop(

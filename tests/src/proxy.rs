@@ -47,9 +47,16 @@ pub struct ProxyBuilder {
     driver: String,
     workers: usize,
     runtime: Vec<String>,
+    access_log: bool,
 }
 
 impl ProxyBuilder {
+    /// Turns on the access log, to `access.log` in the proxy's directory (see [`Proxy::access_log`]).
+    pub fn access_log(mut self) -> Self {
+        self.access_log = true;
+        self
+    }
+
     /// Worker threads (default 2, so connections really spread over workers).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
@@ -83,7 +90,11 @@ impl ProxyBuilder {
         let stderr_path = dir.join("stderr.log");
         let stderr = fs::File::create(&stderr_path).expect("create stderr log");
         let stdout = fs::File::create(dir.join("stdout.log")).expect("create stdout log");
-        let child = Command::new(binary_path())
+        let mut command = Command::new(binary_path());
+        if self.access_log {
+            command.arg("--access-log").arg(dir.join("access.log"));
+        }
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .arg("--driver")
@@ -127,6 +138,7 @@ impl Proxy {
             driver: driver.to_string(),
             workers: 2,
             runtime: Vec::new(),
+            access_log: false,
         }
     }
 
@@ -170,6 +182,15 @@ impl Proxy {
             admin,
             driver: driver.to_string(),
         }
+    }
+
+    /// Lines of the access log written so far (workers hand them over every 10 ms).
+    pub fn access_log(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     pub fn pid(&self) -> u32 {

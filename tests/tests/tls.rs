@@ -171,6 +171,8 @@ cluster = "wrong-id"
 name = "dns"
 endpoints = ["{dns}"]
 tls = {{ ca = "{ca}", server_name = "api.internal" }}
+# No pooling: every request opens a connection, so the second one can resume.
+max_idle_per_endpoint = 0
 
 [[cluster]]
 name = "wrong-name"
@@ -218,9 +220,17 @@ tls = {{ ca = "{ca}", spiffe_id = "{other}" }}
         );
         assert!(got >= 1.0, "{cluster}: {}", proxy.metrics());
     }
-    // Resumption: a second connection to the same upstream resumes (one cache per worker).
+    // Resumption: a second connection to the same upstream from the same worker (the same client connection)
+    // resumes the first one's session (one cache per worker).
+    let again = client.get("/dns/y", "h");
+    assert_eq!(again.status, 200, "{}", again.body_str());
     proxy.wait_metric(
         "ringmesh_upstream_tls_handshakes_total",
+        &[("cluster", "dns")],
+        2.0,
+    );
+    proxy.wait_metric(
+        "ringmesh_upstream_tls_handshakes_resumed_total",
         &[("cluster", "dns")],
         1.0,
     );

@@ -2,6 +2,7 @@
 //! half-close (EOF on one side becomes a FIN on the other) and an idle timeout. Also
 //! carries upgraded HTTP connections (WebSocket) after the 101.
 
+use crate::access_log::{Line, TlsFacts};
 use crate::bufpool::BufPool;
 use crate::stream::UpstreamTransport::{Plain, Tls};
 use crate::stream::{ClientIo, UpstreamIo};
@@ -10,6 +11,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Bytes carried in each direction.
@@ -207,7 +209,9 @@ pub async fn write_prefix<S: AsyncWriteRent>(
 /// What a `tcp`/`tls`/mesh connection carries into the relay.
 pub struct L4Conn {
     pub client: ClientIo,
-    pub peer_ip: String,
+    pub client_addr: SocketAddr,
+    /// What the client negotiated, when TLS is terminated here.
+    pub tls: Option<TlsFacts>,
     /// The client's SPIFFE ID (mesh listeners), for policies.
     pub peer: Option<SpiffeId>,
     /// Bytes already read from the client, sent upstream first.
@@ -244,15 +248,30 @@ pub async fn serve(
 ) {
     let L4Conn {
         client,
-        peer_ip,
+        client_addr,
+        tls,
         peer,
         prefix,
         listener,
         cluster: chosen,
     } = conn;
+    let mut record = TcpRecord {
+        log: &worker.access_log,
+        began: Instant::now(),
+        client: client_addr,
+        tls: tls.as_ref(),
+        peer: peer.as_ref(),
+        listener: "",
+        cluster: "",
+        endpoint: None,
+        carried: Carried::default(),
+        detail: "",
+    };
     if let Some(listener) = table.table.listeners.get(listener) {
+        record.listener = &listener.name;
         let subject = PeerOnly(peer.as_ref());
         if !crate::http::authorize(&table, &listener.name, &listener.policies, &subject) {
+            record.detail = "forbidden";
             return; // closing is the TCP answer to a denied connection
         }
     }
@@ -260,13 +279,15 @@ pub async fn serve(
     let Some(cluster) = table.clusters.get(cluster_index) else {
         return;
     };
+    record.cluster = &cluster.name;
     let Ok(origin) = super::origin_of(&table, cluster_index) else {
+        record.detail = "upstream_tls";
         return;
     };
     let hash = match cluster.hash_key {
-        Some(ringmesh_api::snapshot::HashKey::SourceIp) => {
-            Some(crate::balance::ring_hash::key_hash(peer_ip.as_bytes()))
-        }
+        Some(ringmesh_api::snapshot::HashKey::SourceIp) => Some(
+            crate::balance::ring_hash::key_hash(client_addr.ip().to_string().as_bytes()),
+        ),
         _ => None,
     };
     // A refused connect never reached the upstream: try another endpoint once.
@@ -274,6 +295,7 @@ pub async fn serve(
     let mut connected = None;
     for _ in 0..2 {
         let Some(index) = cluster.pick(worker.random(), hash, avoid) else {
+            record.detail = "no_endpoint";
             return;
         };
         let Some(endpoint) = cluster.endpoint(index).cloned() else {
@@ -285,35 +307,40 @@ pub async fn serve(
             Ok(stream) => {
                 // A connect is all a TCP proxy learns of the endpoint's health.
                 cluster.record(index, crate::resilience::outlier::Outcome::Status(200));
-                connected = Some((stream, in_flight, started));
+                connected = Some((stream, in_flight, started, endpoint.addr));
                 break;
             }
             // A local limit says nothing of the endpoint, and another try would
             // meet the same limit.
             Err(err) if matches!(err.kind, crate::error::Kind::Overflow(_)) => {
                 tracing::debug!(cluster = %cluster.name, error = %err, "tcp upstream refused");
+                record.detail = err.label();
                 return;
             }
             Err(err) => {
+                record.detail = err.label();
                 cluster.record(index, crate::resilience::outlier::Outcome::ConnectFailure);
                 tracing::debug!(cluster = %cluster.name, error = %err, "tcp upstream connect failed");
                 avoid = Some(index);
             }
         }
     }
-    let Some((mut upstream, in_flight, started)) = connected else {
+    let Some((mut upstream, in_flight, started, upstream_addr)) = connected else {
         return;
     };
+    record.detail = "";
+    record.endpoint = Some(upstream_addr);
     cluster.stats.requests.inc();
     if cluster.tracks_latency() {
         in_flight.finish(started.elapsed());
     }
     if write_prefix(&mut upstream, prefix).await.0.is_err() {
+        record.detail = "upstream_reset";
         return;
     }
     // splice runs only on io_uring; the epoll driver has no splice operation.
     let splice = spec.splice && worker.driver != crate::driver::DriverKind::Epoll;
-    relay_io(
+    record.carried = relay_io(
         client,
         upstream,
         Duration::from_millis(spec.idle_timeout_ms),
@@ -321,4 +348,42 @@ pub async fn serve(
         &worker.buffers,
     )
     .await;
+}
+
+/// The access-log line of one TCP connection, written when it ends, whichever way.
+struct TcpRecord<'a> {
+    log: &'a crate::access_log::WorkerLog,
+    began: Instant,
+    client: SocketAddr,
+    tls: Option<&'a TlsFacts>,
+    peer: Option<&'a SpiffeId>,
+    listener: &'a str,
+    cluster: &'a str,
+    endpoint: Option<SocketAddr>,
+    carried: Carried,
+    detail: &'static str,
+}
+
+impl Drop for TcpRecord<'_> {
+    fn drop(&mut self) {
+        if !self.log.enabled() {
+            return;
+        }
+        let line = Line {
+            kind: "tcp",
+            listener: self.listener,
+            client: Some(self.client),
+            duration: self.began.elapsed(),
+            bytes_received: self.carried.client_to_upstream,
+            bytes_sent: self.carried.upstream_to_client,
+            cluster: self.cluster,
+            endpoint: self.endpoint,
+            detail: self.detail,
+            tls: self.tls,
+            peer: self.peer.map(SpiffeId::as_str),
+            ..Line::default()
+        };
+        let now = std::time::SystemTime::now();
+        self.log.line(|out| line.write(out, now));
+    }
 }

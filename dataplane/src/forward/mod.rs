@@ -106,6 +106,9 @@ pub async fn connect_io(
     match crate::tls::stream::connect(stream, origin.config, name, HANDSHAKE_TIMEOUT).await {
         Ok((tls, info)) => {
             cluster.stats.tls.handshakes.inc();
+            if info.resumed {
+                cluster.stats.tls.resumed.inc();
+            }
             tracing::debug!(
                 cluster = %cluster.name,
                 endpoint = %endpoint.addr,

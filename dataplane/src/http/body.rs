@@ -25,6 +25,8 @@ pub struct Body {
     state: State,
     /// Payload limit (chunked bodies are checked as they stream).
     max_payload: u64,
+    /// Bytes taken so far, chunk framing included (for the access log).
+    taken: u64,
 }
 
 impl Body {
@@ -35,7 +37,11 @@ impl Body {
             BodyFraming::Chunked => State::Chunked(ChunkedDecoder::new(ChunkLimits::default())),
             BodyFraming::UntilClose => State::UntilClose,
         };
-        Body { state, max_payload }
+        Body {
+            state,
+            max_payload,
+            taken: 0,
+        }
     }
 
     /// Bytes at the start of `input` that belong to this body.
@@ -46,6 +52,21 @@ impl Body {
     /// Like `take`, and reports the payload (without chunk framing) as ranges of
     /// `input`, for relaying to a client that cannot read chunked framing.
     pub fn take_with(
+        &mut self,
+        input: &[u8],
+        on_payload: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, BodyError> {
+        let n = self.advance(input, on_payload)?;
+        self.taken += n as u64;
+        Ok(n)
+    }
+
+    /// Bytes of this body relayed so far, chunk framing included.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    fn advance(
         &mut self,
         input: &[u8],
         mut on_payload: impl FnMut(std::ops::Range<usize>),

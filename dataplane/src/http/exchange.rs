@@ -35,6 +35,9 @@ pub(super) async fn forward(
             .reply_error(&ProxyError::new(Side::Local, Kind::NoEndpoint), stats)
             .await;
     };
+    if let Some(record) = conn.record.as_deref_mut() {
+        record.set_cluster(&cluster.name);
+    }
     let origin = match crate::forward::origin_of(table, cluster_index) {
         Ok(origin) => origin,
         Err(err) => return conn.reply_error(&err, stats).await,
@@ -99,8 +102,16 @@ pub(super) async fn forward(
     } = match delivered {
         Ok(delivered) => delivered,
         Err(Given::Reply(err)) => return conn.reply_error(&err, stats).await,
-        Err(Given::ClientGone) => return Next::Close,
+        Err(Given::ClientGone) => {
+            conn.note_detail("client_gone");
+            return Next::Close;
+        }
     };
+    if let Some(record) = conn.record.as_deref_mut() {
+        record.endpoint = Some(endpoint.addr);
+        record.attempts = tries;
+        record.bytes_received = body.taken();
+    }
     let mut tries_text = [0u8; 10];
     let tries_len = write_decimal(&mut tries_text, tries);
     let attempts_header: [(&str, &[u8]); 1] = [("x-ringmesh-attempts", &tries_text[..tries_len])];
@@ -144,6 +155,7 @@ pub(super) async fn forward(
         &edits,
     );
     stats.response(response.status);
+    conn.note_response(response.status, 0);
 
     let mut response_body = Body::new(response.body, u64::MAX);
     let after_head = response_buf.get(response.head_len..).unwrap_or(&[]);
@@ -192,7 +204,11 @@ pub(super) async fn forward(
             ReadOutcome::Data(_) => {}
             ReadOutcome::Eof if response_body.finish_at_eof() => break,
             // Truncated or stalled after the head went out: all we can do is close.
-            _ => return Next::Close,
+            _ => {
+                conn.note_detail("upstream_cut_body");
+                conn.note_body(&response_body);
+                return Next::Close;
+            }
         }
         let written = if dechunk {
             conn.out.clear();
@@ -220,6 +236,7 @@ pub(super) async fn forward(
         }
     }
     conn.worker.buffers.give(response_buf);
+    conn.note_body(&response_body);
     if cluster.tracks_latency() {
         in_flight.finish(started.elapsed());
     }
@@ -267,6 +284,9 @@ fn write_upstream_head(
     if http.forwarding.request_id && !has_request_id {
         extra[count] = ("x-request-id", &request_id);
         count += 1;
+        if let Some(record) = conn.record.as_deref_mut() {
+            record.request_id.extend_from_slice(&request_id);
+        }
     }
     let edits = HeadEdits {
         remove: &route.request_headers.remove,

@@ -6,8 +6,10 @@ mod attempts;
 mod body;
 mod exchange;
 pub mod io;
+mod record;
 mod upstream;
 
+use crate::access_log::TlsFacts;
 use crate::authz::{AuthzFacts, Decision, Policies};
 use crate::error::{Kind, ProxyError, Side};
 use crate::metrics::ListenerStats;
@@ -52,6 +54,11 @@ pub(crate) struct Conn {
     pub request_fields: Vec<HeaderSpan>,
     pub response_fields: Vec<HeaderSpan>,
     pub client_ip: String,
+    pub client_addr: SocketAddr,
+    /// What the client negotiated, when TLS is terminated here.
+    pub tls: Option<TlsFacts>,
+    /// The current request, for the access log (`None`: the log is off).
+    pub record: Option<Box<record::Record>>,
 }
 
 /// What the connection already carries when HTTP starts: the client's SPIFFE ID
@@ -60,6 +67,7 @@ pub(crate) struct Conn {
 pub struct Accepted {
     pub peer: Option<SpiffeId>,
     pub prefix: Vec<u8>,
+    pub tls: Option<TlsFacts>,
 }
 
 pub async fn serve(
@@ -79,6 +87,9 @@ pub async fn serve(
         request_fields: Vec::with_capacity(32),
         response_fields: Vec::with_capacity(32),
         client_ip: peer.ip().to_string(),
+        client_addr: peer,
+        tls: accepted.tls,
+        record: worker.access_log.enabled().then(Box::default),
         worker,
         client,
     };
@@ -96,7 +107,9 @@ pub async fn serve(
         let ListenerMode::Http(http) = &listener.mode else {
             break;
         };
-        match conn.one_request(&table, index, http, stats, &drain).await {
+        let next = conn.one_request(&table, index, http, stats, &drain).await;
+        conn.log_request(listener_name);
+        match next {
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Upgrade(upstream) => {
@@ -210,11 +223,17 @@ impl Conn {
             Ok(None) => return Next::Close,
             Err(err) => {
                 stats.requests.inc();
+                if let Some(record) = self.record.as_deref_mut() {
+                    record.begin_unparsed(Instant::now());
+                }
                 return self.reply_error(&err, stats).await;
             }
         };
         let started = Instant::now();
         stats.requests.inc();
+        if let Some(record) = self.record.as_deref_mut() {
+            record.begin(started, &self.buf, &head, &self.request_fields);
+        }
         let facts = Facts {
             buf: &self.buf,
             head: &head,
@@ -227,6 +246,7 @@ impl Conn {
                 peer: self.peer.as_ref(),
             };
             if !authorize(table, &listener.name, &listener.policies, &subject) {
+                self.note_detail("forbidden");
                 return self
                     .reply_local(&head, 403, b"forbidden by policy\n", stats)
                     .await;
@@ -234,6 +254,7 @@ impl Conn {
         }
         let Some(route_index) = route::select_index(http, &facts) else {
             let err = ProxyError::new(Side::Local, Kind::NoRoute);
+            self.note_detail(err.label());
             return self
                 .reply_local(&head, err.status(), err.reason().as_bytes(), stats)
                 .await;
@@ -241,12 +262,16 @@ impl Conn {
         let Some(route) = http.routes.get(route_index) else {
             return Next::Close;
         };
+        if let Some(record) = self.record.as_deref_mut() {
+            record.set_route(&route.name);
+        }
         if let Some(listener) = listener.filter(|_| !route.policies.is_empty()) {
             let subject = Subject {
                 facts: &facts,
                 peer: self.peer.as_ref(),
             };
             if !authorize(table, &listener.name, &route.policies, &subject) {
+                self.note_detail("forbidden");
                 return self
                     .reply_local(&head, 403, b"forbidden by policy\n", stats)
                     .await;
@@ -254,6 +279,7 @@ impl Conn {
         }
         if !table.admit_request(listener_index, route_index, started) {
             stats.rate_limited.inc();
+            self.note_detail("rate_limited");
             return self
                 .reply_local(&head, 429, b"rate limit exceeded\n", stats)
                 .await;
@@ -263,12 +289,14 @@ impl Conn {
                 FaultAction::None => {}
                 FaultAction::Delay(delay) => monoio::time::sleep(delay).await,
                 FaultAction::Abort(status) => {
+                    self.note_detail("fault_abort");
                     return self
                         .reply_local(&head, status, b"fault injected\n", stats)
                         .await;
                 }
                 FaultAction::Both(delay, status) => {
                     monoio::time::sleep(delay).await;
+                    self.note_detail("fault_abort");
                     return self
                         .reply_local(&head, status, b"fault injected\n", stats)
                         .await;
@@ -283,6 +311,7 @@ impl Conn {
         }
         let cluster = match &route.action {
             Action::Direct(direct) => {
+                self.note_detail("direct_response");
                 let (status, body) = (direct.status, direct.body.clone());
                 return self
                     .reply_local(&head, status, body.as_bytes(), stats)
@@ -401,6 +430,7 @@ impl Conn {
         if let Kind::Overflow(overflow) = err.kind {
             return self.reply_overflow(overflow, stats).await;
         }
+        self.note_detail(err.label());
         let mut reason = err.reason();
         reason.push('\n');
         self.write_local(err.status(), reason.as_bytes(), true, stats)
@@ -414,6 +444,8 @@ impl Conn {
         overflow: Overflow,
         stats: &ListenerStats,
     ) -> Next {
+        self.note_detail(overflow.0.name());
+        self.note_response(503, 0);
         self.out.clear();
         let (name, value) = overflow.header();
         let body = format!("circuit breaker open: {}\n", overflow.0.name());
@@ -435,6 +467,7 @@ impl Conn {
     }
 
     async fn write_local(&mut self, status: u16, body: &[u8], close: bool, stats: &ListenerStats) {
+        self.note_response(status, body.len() as u64);
         self.out.clear();
         ringmesh_http1::write_simple_response(
             &mut self.out,
@@ -449,6 +482,22 @@ impl Conn {
         let (_, returned) = io::write_all(&mut self.client, out, None).await;
         if let Some(out) = returned {
             self.out = out;
+        }
+    }
+
+    /// Why the proxy answered itself, for the access log (the first reason wins).
+    fn note_detail(&mut self, detail: &'static str) {
+        if let Some(record) = self.record.as_deref_mut() {
+            if record.detail.is_empty() {
+                record.detail = detail;
+            }
+        }
+    }
+
+    fn note_response(&mut self, status: u16, body_bytes: u64) {
+        if let Some(record) = self.record.as_deref_mut() {
+            record.status = status;
+            record.bytes_sent = body_bytes;
         }
     }
 }
