@@ -52,6 +52,9 @@ pub struct Knobs {
     pub delay_ms: AtomicU64,
     /// When not 0: `/health` (exactly that path) is answered with this status, body `health STATUS`.
     pub health_status: AtomicU32,
+    /// When not 0: every request except `/health` is answered as a failed gRPC call, trailers-only: 200 with
+    /// `content-type: application/grpc` and this `grpc-status`.
+    pub grpc_status: AtomicU32,
     /// xorshift64 state for `fail_percent`.
     rng: AtomicU64,
 }
@@ -193,6 +196,11 @@ impl HttpUpstream {
             .store(u32::from(status), Ordering::SeqCst);
     }
 
+    /// Answers every request (`/health` exempt) as a gRPC call failed with `code` from now on (`0`: off).
+    pub fn set_grpc_status(&self, code: u32) {
+        self.knobs.grpc_status.store(code, Ordering::SeqCst);
+    }
+
     /// Requests received so far whose path is not `/health`.
     pub fn requests_except_health(&self) -> usize {
         self.log
@@ -296,14 +304,25 @@ fn serve(
                 .roll_failure()
                 .then(|| (503, "injected 503".to_string()))
         };
+        let grpc_status = knobs.grpc_status.load(Ordering::SeqCst);
         let (act, arg) = match forced {
             Some(_) => ("forced", ""),
+            None if grpc_status != 0 && path != "/health" => ("grpc-failure", ""),
             None => action(path),
         };
         match act {
             "forced" => {
                 let (code, body) = forced.unwrap_or((500, String::new()));
                 respond(&mut conn, &method, name, code, &[], body.as_bytes(), "cl")?;
+            }
+            "grpc-failure" => {
+                let code = grpc_status.to_string();
+                let headers = [
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", code.as_str()),
+                    ("grpc-message", "injected"),
+                ];
+                respond(&mut conn, &method, name, 200, &headers, b"", "cl")?;
             }
             "echo" => {
                 let framing = match framing_choice {

@@ -114,8 +114,11 @@ pub(super) async fn deliver(
         let (failure, given) = match outcome {
             Ok((upstream, response_buf, response)) => {
                 cluster.record(index, Outcome::Status(response.status));
-                let failure = TryFailure::Status(response.status);
-                let retry = if response.status >= 500 {
+                let failure = match grpc_failure(policy, &response_buf, &conn.response_fields) {
+                    Some(code) => TryFailure::Grpc(code),
+                    None => TryFailure::Status(response.status),
+                };
+                let retry = if response.status >= 500 || matches!(failure, TryFailure::Grpc(_)) {
                     decide(
                         cluster, route, failure, tries, idempotent, replayable, deadline,
                     )
@@ -174,6 +177,21 @@ pub(super) async fn deliver(
             monoio::time::sleep(pause).await;
         }
     }
+}
+
+/// A gRPC failure code (`grpc-status` other than 0 in the response head) when the
+/// route retries on any gRPC code; the header is not looked at otherwise.
+fn grpc_failure(
+    policy: &retry::RetryPolicy,
+    head: &[u8],
+    fields: &[ringmesh_http1::HeaderSpan],
+) -> Option<u32> {
+    if !policy.retry_on.any_grpc() {
+        return None;
+    }
+    let value = ringmesh_http1::header_value(head, fields, "grpc-status")?;
+    let code: u32 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+    (code != 0).then_some(code)
 }
 
 /// Whether to try again: the policy, then the breaker's retry slots, then the

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// The failure classes a route retries on; combine with `|`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RetryOn(u8);
+pub struct RetryOn(u16);
 
 impl RetryOn {
     pub const NONE: RetryOn = RetryOn(0);
@@ -31,6 +31,14 @@ impl RetryOn {
     pub const STATUS_5XX: RetryOn = RetryOn(1 << 3);
     /// The statuses listed in `RetryPolicy::retriable_statuses`.
     pub const STATUSES: RetryOn = RetryOn(1 << 4);
+    /// gRPC answers whose `grpc-status` is one of these (gRPC reports failures
+    /// with HTTP 200; a trailers-only answer carries the status in its head).
+    pub const GRPC_CANCELLED: RetryOn = RetryOn(1 << 5);
+    pub const GRPC_DEADLINE_EXCEEDED: RetryOn = RetryOn(1 << 6);
+    pub const GRPC_INTERNAL: RetryOn = RetryOn(1 << 7);
+    pub const GRPC_RESOURCE_EXHAUSTED: RetryOn = RetryOn(1 << 8);
+    pub const GRPC_UNAVAILABLE: RetryOn = RetryOn(1 << 9);
+    const GRPC_ANY: RetryOn = RetryOn(0b11111 << 5);
 
     pub const fn union(self, other: RetryOn) -> RetryOn {
         RetryOn(self.0 | other.0)
@@ -41,6 +49,11 @@ impl RetryOn {
     }
 
     /// Envoy's `retry_on` names, for configuration.
+    /// Whether any gRPC status is retried (only then is `grpc-status` looked at).
+    pub const fn any_grpc(self) -> bool {
+        self.0 & RetryOn::GRPC_ANY.0 != 0
+    }
+
     pub fn from_name(name: &str) -> Option<RetryOn> {
         Some(match name {
             "connect-failure" => RetryOn::CONNECT_FAILURE,
@@ -48,6 +61,11 @@ impl RetryOn {
             "gateway-error" => RetryOn::GATEWAY_ERROR,
             "5xx" => RetryOn::STATUS_5XX,
             "retriable-status-codes" => RetryOn::STATUSES,
+            "cancelled" => RetryOn::GRPC_CANCELLED,
+            "deadline-exceeded" => RetryOn::GRPC_DEADLINE_EXCEEDED,
+            "internal" => RetryOn::GRPC_INTERNAL,
+            "resource-exhausted" => RetryOn::GRPC_RESOURCE_EXHAUSTED,
+            "unavailable" => RetryOn::GRPC_UNAVAILABLE,
             _ => return None,
         })
     }
@@ -69,6 +87,8 @@ pub enum Failure {
     Timeout,
     /// The upstream answered with this status.
     Status(u16),
+    /// A gRPC answer with this `grpc-status` code.
+    Grpc(u32),
 }
 
 impl Failure {
@@ -92,6 +112,14 @@ impl Failure {
                 }
                 classes
             }
+            Failure::Grpc(code) => match code {
+                1 => RetryOn::GRPC_CANCELLED,
+                4 => RetryOn::GRPC_DEADLINE_EXCEEDED,
+                8 => RetryOn::GRPC_RESOURCE_EXHAUSTED,
+                13 => RetryOn::GRPC_INTERNAL,
+                14 => RetryOn::GRPC_UNAVAILABLE,
+                _ => RetryOn::NONE,
+            },
         };
         retry_on.0 & classes.0 != 0
     }
@@ -187,6 +215,9 @@ pub fn should_retry(
     } else if !method_idempotent
         && !policy.retry_non_idempotent
         && failure != Failure::ConnectFailure
+        // gRPC calls are POSTs; listing a gRPC code is the route owner saying the
+        // call is safe to repeat when it fails that way (as gRPC's own retry policy).
+        && !matches!(failure, Failure::Grpc(_))
     {
         GiveUp::NotIdempotent
     } else {

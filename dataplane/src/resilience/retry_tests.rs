@@ -123,6 +123,53 @@ fn safety_rules() {
 }
 
 #[test]
+fn grpc_codes_retry_only_when_listed_and_even_for_post() {
+    let names = ["unavailable", "resource-exhausted"];
+    let grpc = RetryPolicy {
+        retry_on: names
+            .iter()
+            .map(|n| RetryOn::from_name(n).unwrap())
+            .fold(RetryOn::NONE, |all, one| all | one),
+        ..policy()
+    };
+    assert!(grpc.retry_on.any_grpc());
+    assert!(!policy().retry_on.any_grpc());
+    // UNAVAILABLE (14) and RESOURCE_EXHAUSTED (8) are listed; a POST is retried.
+    for code in [14, 8] {
+        assert_eq!(
+            should_retry(&grpc, 0, Failure::Grpc(code), false, true, false),
+            Decision::Retry,
+            "grpc-status {code}"
+        );
+    }
+    // OK, INVALID_ARGUMENT, INTERNAL (not listed) and unknown codes are answers.
+    for code in [0, 3, 13, 99] {
+        assert_eq!(
+            should_retry(&grpc, 0, Failure::Grpc(code), false, true, false),
+            Decision::GiveUp(GiveUp::NotRetriable),
+            "grpc-status {code}"
+        );
+    }
+    // A gRPC failure is never an HTTP status class, and vice versa.
+    assert_eq!(
+        should_retry(&grpc, 0, Failure::Status(503), true, true, false),
+        Decision::GiveUp(GiveUp::NotRetriable)
+    );
+    assert_eq!(
+        should_retry(&policy(), 0, Failure::Grpc(14), true, true, false),
+        Decision::GiveUp(GiveUp::NotRetriable)
+    );
+    // The other limits still hold.
+    assert_eq!(
+        should_retry(&grpc, 0, Failure::Grpc(14), false, false, false),
+        Decision::GiveUp(GiveUp::BodyNotReplayable)
+    );
+    for name in ["cancelled", "deadline-exceeded", "internal"] {
+        assert!(RetryOn::from_name(name).unwrap().any_grpc(), "{name}");
+    }
+}
+
+#[test]
 fn backoff_is_full_jitter_under_a_growing_capped_ceiling() {
     let p = RetryPolicy {
         backoff_base: Duration::from_millis(25),

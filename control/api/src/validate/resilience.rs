@@ -26,6 +26,12 @@ pub const RETRY_CONDITIONS: &[&str] = &[
     "gateway-error",
     "5xx",
     "retriable-status-codes",
+    // gRPC status codes, for answers that carry `grpc-status` in their head.
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
 ];
 const RETRIABLE_STATUS_CODES: &str = "retriable-status-codes";
 const MAX_RETRY_ATTEMPTS: i64 = 10;
