@@ -97,10 +97,12 @@ pub fn parse_request(
     }
     let target_authority = check_target(buf, line.method, line.target)?;
     let max_head = limits.max_header_bytes.min(u32::MAX as usize);
-    let Some(head_len) = scan::find_head_end(buf, line.end, max_head, limits.max_headers)? else {
+    let Some((head_len, field_count)) =
+        scan::find_head_end(buf, line.end, max_head, limits.max_headers)?
+    else {
         return Ok(Parsed::Partial);
     };
-    scan::fill_fields(buf, line.end, head_len, headers)?;
+    scan::fill_fields(buf, line.end, head_len, field_count, headers)?;
     let f = fields::summarize(buf, headers)?;
     let http11 = line.minor == 1;
 

@@ -26,13 +26,14 @@ pub(crate) enum HeadError {
 /// the raw bytes before httparse sees them. Limits are enforced on partial input too, so
 /// a peer cannot make us buffer an endless head.
 ///
-/// Returns `Ok(Some(head_len))` when the empty line ending the head was found.
+/// Returns `Ok(Some((head_len, field_count)))` when the empty line ending the head was
+/// found.
 pub(crate) fn find_head_end(
     buf: &[u8],
     fields_start: usize,
     max_head: usize,
     max_fields: usize,
-) -> Result<Option<usize>, HeadError> {
+) -> Result<Option<(usize, usize)>, HeadError> {
     let max_fields = max_fields.min(MAX_HEADERS_CAP);
     let mut i = fields_start;
     let mut at_line_start = true;
@@ -41,6 +42,11 @@ pub(crate) fn find_head_end(
     while let Some(&b) = buf.get(i) {
         if i >= max_head {
             return Err(HeadError::TooLarge);
+        }
+        // Most bytes of a head are plain text inside a line: skip them in a tight loop.
+        if !at_line_start && !SPECIAL[usize::from(b)] {
+            i += 1;
+            continue;
         }
         match b {
             b'\r' => match buf.get(i + 1) {
@@ -51,7 +57,7 @@ pub(crate) fn find_head_end(
                         if line_end > max_head {
                             return Err(HeadError::TooLarge);
                         }
-                        return Ok(Some(line_end));
+                        return Ok(Some((line_end, fields)));
                     }
                     at_line_start = true;
                     seen_colon = false;
@@ -92,6 +98,23 @@ pub(crate) fn find_head_end(
     Ok(None)
 }
 
+/// Fields of a typical head fit in a stack array of this many slots.
+const INLINE_FIELDS: usize = 32;
+
+/// Bytes the scan must look at inside a line: CR, LF, `:` and the CTLs it refuses
+/// (HTAB is allowed inside a line).
+const SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b != 0x09;
+        b += 1;
+    }
+    table[0x7f] = true;
+    table[b':' as usize] = true;
+    table
+};
+
 /// Tokenises the (already line-checked) field section `buf[fields_start..head_len]` with
 /// httparse and records each field as spans into `buf`. `out` is cleared first; it only
 /// allocates while it grows to the largest field count seen.
@@ -99,19 +122,31 @@ pub(crate) fn fill_fields(
     buf: &[u8],
     fields_start: usize,
     head_len: usize,
+    field_count: usize,
     out: &mut Vec<HeaderSpan>,
 ) -> Result<(), HeadError> {
     out.clear();
     let section = buf
         .get(fields_start..head_len)
         .ok_or(HeadError::InvalidName)?;
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
-    let parsed = match httparse::parse_headers(section, &mut raw) {
+    // httparse wants initialised slots; as many as the scan counted (one more, so a
+    // disagreement shows as a malformed head rather than as too many fields).
+    // Initialising all MAX_HEADERS_CAP of them cost more than the parse itself.
+    let slots = field_count.min(MAX_HEADERS_CAP) + 1;
+    let mut inline = [httparse::EMPTY_HEADER; INLINE_FIELDS];
+    let mut spilled = Vec::new();
+    let raw: &mut [httparse::Header<'_>] = if slots <= INLINE_FIELDS {
+        &mut inline[..slots]
+    } else {
+        spilled.resize(slots, httparse::EMPTY_HEADER);
+        &mut spilled
+    };
+    let parsed = match httparse::parse_headers(section, raw) {
         Ok(httparse::Status::Complete((_, parsed))) => parsed,
         // The raw scan saw the terminating empty line, so httparse cannot need more
         // bytes; treat disagreement as malformed rather than trusting either side.
         Ok(httparse::Status::Partial) => return Err(HeadError::InvalidName),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::InvalidName),
         Err(httparse::Error::HeaderValue) => return Err(HeadError::InvalidValue),
         Err(_) => return Err(HeadError::InvalidName),
     };

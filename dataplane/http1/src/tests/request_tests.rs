@@ -211,6 +211,35 @@ fn max_headers_above_cap_is_capped() {
 }
 
 #[test]
+fn field_counts_around_the_inline_slots() {
+    for count in [1usize, 30, 31, 32, 33, 64] {
+        let mut s = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 1..count {
+            s.push_str(&format!("X-{i}:\tv{i} \r\n"));
+        }
+        s.push_str("\r\n");
+        let mut headers = Vec::new();
+        let parsed = parse_request(s.as_bytes(), &Limits::default(), &mut headers);
+        assert!(
+            matches!(parsed, Ok(Parsed::Complete(_))),
+            "{count}: {parsed:?}"
+        );
+        assert_eq!(headers.len(), count);
+        let last = headers[count - 1];
+        let want_value = if count == 1 {
+            "a".to_string()
+        } else {
+            format!("v{}", count - 1)
+        };
+        assert_eq!(
+            last.value.get(s.as_bytes()),
+            want_value.as_bytes(),
+            "{count}"
+        );
+    }
+}
+
+#[test]
 fn pipelined_requests() {
     let first = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
     let second = b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n";
