@@ -72,12 +72,14 @@ pub const TLS_REASONS: &[&str] = &[
     "protocol_version",
     "peer_rejected_certificate",
     "peer_requires_certificate",
+    "peer_closed",
     "peer_alert",
     "protocol_error",
     "tls_error",
     "other",
 ];
-const TLS_REASON_COUNT: usize = 28;
+const TLS_REASON_COUNT: usize = 29;
+const _: () = assert!(TLS_REASONS.len() == TLS_REASON_COUNT);
 
 /// Handshakes and their failures by reason, on one side (listener or cluster).
 #[derive(Debug, Default)]

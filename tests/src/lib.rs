@@ -7,16 +7,21 @@
 // Test support: a panic with a message is how a check fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod ca_control;
+pub mod cert_probe;
 pub mod client;
 pub mod control;
 pub mod fault_relay;
 pub mod load;
 pub mod proxy;
 pub mod tcp;
+pub mod test_ca;
+pub mod testssl;
 pub mod tls;
 pub mod upstream;
 pub mod web;
 pub mod wire;
+pub mod x509;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

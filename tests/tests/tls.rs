@@ -1,8 +1,8 @@
 //! TLS end to end, with certificates minted by rcgen per test and written to temp files: edge `https` with two SNI
 //! certificates (TLS 1.2 and 1.3), `tls_passthrough` routed by SNI to TLS upstreams, origination verified by DNS
 //! name and by SPIFFE ID (a wrong identity is refused and counted), the mesh (A's sidecar → B's sidecar over mTLS,
-//! identity header, policies, plaintext and wrong-identity callers refused), permissive mesh ports, and an optional
-//! `testssl` scan.
+//! identity header, policies, plaintext and wrong-identity callers refused), permissive mesh ports. (The testssl
+//! scan is in testssl.rs, rotation under load in tls_rotation.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -421,49 +421,6 @@ fn mesh_permissive(driver: &str) {
     assert_eq!(ok.status, 200);
 }
 
-fn testssl_scan(driver: &str) {
-    let Some(testssl) = ["testssl", "testssl.sh"].into_iter().find(|bin| {
-        std::process::Command::new(bin)
-            .arg("--version")
-            .output()
-            .is_ok()
-    }) else {
-        eprintln!("skipped: testssl is not on PATH");
-        return;
-    };
-    let pki = Pki::new("testssl");
-    let cert = pki.server("srv", &["localhost"]);
-    let port = free_port();
-    let _proxy = Proxy::start(
-        driver,
-        &format!(
-            "[[listener]]\nname = \"edge\"\nbind = \"127.0.0.1:{port}\"\nprotocol = \"https\"\ntls = {{ certificates = [{{ cert = \"{}\", key = \"{}\" }}] }}\n\n[[listener.route]]\ndirect = {{ status = 200, body = \"ok\" }}\n",
-            cert.cert.display(),
-            cert.key.display()
-        ),
-    );
-    let out = std::process::Command::new(testssl)
-        .args([
-            "--quiet",
-            "--color",
-            "0",
-            "-p",
-            "-s",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    for weak in [
-        "SSLv2      offered",
-        "SSLv3      offered",
-        "TLS 1      offered",
-        "TLS 1.1    offered",
-    ] {
-        assert!(!text.contains(weak), "testssl: {weak}\n{text}");
-    }
-}
-
 both_drivers!(
     edge_https,
     passthrough_by_sni,
@@ -471,4 +428,3 @@ both_drivers!(
     mesh_strict,
     mesh_permissive
 );
-ringmesh_tests::uring_only!(testssl_scan);

@@ -65,9 +65,21 @@ pub enum MeshMode {
     Permissive,
 }
 
-fn finish_server(mut config: ServerConfig, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+/// `resume`: whether clients may resume sessions. Not between sidecars: a peer's
+/// identity must come from a certificate verified in the same handshake, and a
+/// resumed session carries the identity of the certificate it started with, which
+/// may have expired or been rotated away since. Mesh connections are pooled, so the
+/// full handshakes this costs are rare.
+fn finish_server(mut config: ServerConfig, alpn: &[&[u8]], resume: bool) -> Arc<ServerConfig> {
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
+    if resume {
+        config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
+    } else {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    // Pick by our suite order (AEAD_SUITES), not the client's.
+    config.ignore_client_order = true;
     // Never 0-RTT: replayable early data is unsafe for non-idempotent requests.
     config.max_early_data_size = 0;
     Arc::new(config)
@@ -83,7 +95,7 @@ pub fn edge_server(
         .with_protocol_versions(EDGE_VERSIONS)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    Ok(finish_server(config, alpn))
+    Ok(finish_server(config, alpn, true))
 }
 
 /// Inbound mesh listeners: TLS 1.3 only; the client's SVID is verified against
@@ -101,7 +113,7 @@ pub fn mesh_server(
         .with_protocol_versions(MESH_VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(certs);
-    Ok(finish_server(config, alpn))
+    Ok(finish_server(config, alpn, false))
 }
 
 /// What an origination `ClientConfig` needs to know about one cluster.
@@ -144,7 +156,13 @@ pub fn origination_client(spec: &Origination) -> Result<Arc<ClientConfig>, Confi
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = spec.alpn.clone();
-    config.resumption = Resumption::store(spec.sessions.clone());
+    // Between sidecars every connection proves the identity afresh (see
+    // `finish_server`); to other upstreams sessions resume.
+    config.resumption = if spec.mesh {
+        Resumption::disabled()
+    } else {
+        Resumption::store(spec.sessions.clone())
+    };
     config.enable_sni = true;
     Ok(Arc::new(config))
 }

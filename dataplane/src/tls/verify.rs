@@ -127,6 +127,9 @@ pub fn failure_reason(err: &Error) -> &'static str {
             Alert::CertificateRequired => "peer_requires_certificate",
             Alert::ProtocolVersion => "protocol_version",
             Alert::NoApplicationProtocol => "no_alpn",
+            // The peer closed before we saw its Finished (a client that
+            // only probes the handshake); not a broken peer.
+            Alert::CloseNotify => "peer_closed",
             _ => "peer_alert",
         },
         Error::InvalidMessage(_)
