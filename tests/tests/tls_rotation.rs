@@ -312,7 +312,12 @@ fn svid_rotation_under_load(driver: &str) {
         "ringmesh_upstream_tls_handshakes_resumed_total",
         &[("cluster", "b-fresh")],
     );
-    assert_eq!(resumed, 0.0, "fresh A → B handshakes resumed\n{}", a.metrics());
+    assert_eq!(
+        resumed,
+        0.0,
+        "fresh A → B handshakes resumed\n{}",
+        a.metrics()
+    );
     eprintln!(
         "{} s with {} s SVIDs rotated every {} s: {} probes, {} SVIDs issued to A, {} to B; {:?} in all",
         run.as_secs(),
