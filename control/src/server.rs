@@ -14,7 +14,7 @@ use crate::session::{self, refuse};
 use crate::socket::{our_uid, ControlSocket, SocketError};
 use crate::state::Shared;
 use ringmesh_api::wire::WireError;
-use ringmesh_api::{compile_file, ConfigErrors};
+use ringmesh_api::{Compiler, ConfigErrors};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::os::unix::net::UnixListener;
@@ -52,12 +52,18 @@ pub fn serve(
     socket_path: &Path,
     svid_issuer: Option<SvidIssuer>,
 ) -> Result<(), ServeError> {
-    let first = compile_file(config, 1).map_err(ServeError::Config)?;
-    let mut shared =
-        Shared::new(config.to_path_buf(), first).map_err(|source| ServeError::Encode {
+    // The compiler keeps the file's parsed sections, so a reload parses only
+    // what changed since.
+    let mut compiler = Compiler::new();
+    let first = compiler
+        .compile_file(config, 1)
+        .map_err(ServeError::Config)?;
+    let mut shared = Shared::new(config.to_path_buf(), first)
+        .map_err(|source| ServeError::Encode {
             path: config.to_path_buf(),
             source,
-        })?;
+        })?
+        .with_compiler(compiler);
     if let Some(issuer) = svid_issuer {
         shared = shared.with_svid_issuer(issuer);
     }

@@ -10,8 +10,8 @@
 //! snapshot as "current" when it registers, or receives it through its channel.
 
 use crate::issuer::SvidIssuer;
-use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, Message, WireError};
-use ringmesh_api::Snapshot;
+use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, WireError};
+use ringmesh_api::{Compiler, ConfigErrors, Snapshot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -32,9 +32,7 @@ pub struct SnapshotFrame {
 
 impl SnapshotFrame {
     pub fn encode(snapshot: &Snapshot) -> Result<SnapshotFrame, WireError> {
-        let bytes = wire::encode(&Message::Snapshot {
-            snapshot: Box::new(snapshot.clone()),
-        })?;
+        let bytes = wire::encode_snapshot(snapshot)?;
         Ok(SnapshotFrame {
             generation: snapshot.generation,
             bytes,
@@ -90,6 +88,8 @@ pub struct Shared {
     config_path: PathBuf,
     /// Set when serving as the mesh CA; never changes afterwards.
     svid_issuer: Option<Arc<SvidIssuer>>,
+    /// Recompiles the config file on reload; only the reload thread takes it.
+    compiler: Mutex<Compiler>,
     state: Mutex<State>,
 }
 
@@ -100,6 +100,7 @@ impl Shared {
         Ok(Shared {
             config_path,
             svid_issuer: None,
+            compiler: Mutex::new(Compiler::new()),
             state: Mutex::new(State {
                 current: Arc::new(first),
                 current_frame: Arc::new(frame),
@@ -115,6 +116,23 @@ impl Shared {
     pub fn with_svid_issuer(mut self, issuer: SvidIssuer) -> Self {
         self.svid_issuer = Some(Arc::new(issuer));
         self
+    }
+
+    /// Reload with `compiler`, which has already compiled the file once.
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = Mutex::new(compiler);
+        self
+    }
+
+    /// Compiles the config file as `generation`.
+    pub fn compile(&self, generation: u64) -> Result<Snapshot, ConfigErrors> {
+        // A panic while compiling leaves at worst a cache that is rebuilt on
+        // the next parse: keep going.
+        let mut compiler = self
+            .compiler
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        compiler.compile_file(&self.config_path, generation)
     }
 
     pub fn svid_issuer(&self) -> Option<&Arc<SvidIssuer>> {

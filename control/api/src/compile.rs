@@ -14,6 +14,7 @@ use crate::validated::{
     ValidHealthCheckKind, ValidHttp, ValidListener, ValidListenerKind, ValidOutlier,
     ValidRateLimit, ValidRetry, ValidRetryBudget,
 };
+use std::fmt::Write as _;
 
 pub fn compile(config: &ValidConfig, generation: u64) -> Snapshot {
     Snapshot {
@@ -102,6 +103,9 @@ fn http(h: &ValidHttp, idle_timeout_ms: Option<u64>) -> HttpListenerSpec {
 }
 
 fn cluster(c: &ValidCluster) -> ClusterSpec {
+    // One buffer for every endpoint's address text (the id hashes it), instead of
+    // one short-lived `String` per endpoint.
+    let mut addr_text = String::with_capacity(48);
     ClusterSpec {
         name: c.name.clone(),
         id: cluster_id(&c.name),
@@ -114,10 +118,15 @@ fn cluster(c: &ValidCluster) -> ClusterSpec {
         endpoints: c
             .endpoints
             .iter()
-            .map(|e| EndpointSpec {
-                id: endpoint_id(&c.name, &e.addr.to_string()),
-                addr: e.addr,
-                weight: e.weight.unwrap_or(d::ENDPOINT_WEIGHT),
+            .map(|e| {
+                addr_text.clear();
+                // Writing into a `String` cannot fail.
+                let _ = write!(addr_text, "{}", e.addr);
+                EndpointSpec {
+                    id: endpoint_id(&c.name, &addr_text),
+                    addr: e.addr,
+                    weight: e.weight.unwrap_or(d::ENDPOINT_WEIGHT),
+                }
             })
             .collect(),
         hash_key: c.hash_key.clone(),

@@ -118,17 +118,20 @@ pub fn config_error(
 pub(crate) struct Errors(pub(crate) Vec<ConfigError>);
 
 impl Errors {
-    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError::new(path, message));
+    /// `path` is rendered only here, once an error is known: validation passes
+    /// `At` chains that cost nothing when the value is good.
+    pub(crate) fn add(&mut self, path: impl fmt::Display, message: impl Into<String>) {
+        self.0.push(ConfigError::new(path.to_string(), message));
     }
 
     pub(crate) fn add_hint(
         &mut self,
-        path: impl Into<String>,
+        path: impl fmt::Display,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
-        self.0.push(ConfigError::new(path, message).with_hint(hint));
+        self.0
+            .push(ConfigError::new(path.to_string(), message).with_hint(hint));
     }
 
     pub(crate) fn push(&mut self, error: ConfigError) {

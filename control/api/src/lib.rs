@@ -15,6 +15,7 @@ pub mod error;
 pub mod file;
 pub mod ids;
 mod parse;
+mod sections;
 pub mod snapshot;
 mod suggest;
 pub mod units;
@@ -44,9 +45,72 @@ pub fn compile_file(path: &Path, generation: u64) -> Result<Snapshot, ConfigErro
     }
 }
 
+/// Compiles the same config file again and again (the control process's
+/// reloads): sections of the text unchanged since the last compile are not parsed
+/// again (see `sections`). Results and errors are the same as [`compile_str`]'s.
+#[derive(Debug, Default)]
+pub struct Compiler {
+    sections: sections::SectionCache,
+}
+
+impl Compiler {
+    pub fn new() -> Self {
+        Compiler::default()
+    }
+
+    pub fn compile_str(
+        &mut self,
+        text: &str,
+        origin: &str,
+        generation: u64,
+    ) -> Result<Snapshot, ConfigErrors> {
+        let (file, layout) = self
+            .sections
+            .parse(text)
+            .map_err(|e| ConfigErrors::new(origin, vec![e]))?;
+        let valid = validate::validate(&file);
+        // Kept even when the file does not validate: the next edit usually
+        // fixes one section and leaves the others as they are.
+        if let Some(layout) = layout {
+            self.sections.keep(text, &layout, file);
+        }
+        let valid = valid.map_err(|errors| ConfigErrors::new(origin, errors))?;
+        Ok(compile::compile(&valid, generation))
+    }
+
+    pub fn compile_file(&mut self, path: &Path, generation: u64) -> Result<Snapshot, ConfigErrors> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.compile_str(&text, &origin, generation),
+            Err(e) => Err(config_error(origin, "", e.to_string(), None)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_compiler_gives_what_compile_str_gives() {
+        let good = "[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\nprotocol = \"http\"\n\
+                    [[listener.route]]\ncluster = \"c\"\n[[cluster]]\nname = \"c\"\n\
+                    endpoints = [\"127.0.0.1:2\"]\n";
+        let bad = good.replace(
+            "cluster = \"c\"\n[[cluster]]",
+            "cluster = \"d\"\n[[cluster]]",
+        );
+        let mut compiler = Compiler::new();
+        for (generation, text) in [good, &bad, good, &bad].into_iter().enumerate() {
+            let generation = generation as u64 + 1;
+            assert_eq!(
+                compiler.compile_str(text, "mesh.toml", generation),
+                compile_str(text, "mesh.toml", generation)
+            );
+        }
+        let err = compiler.compile_str(&bad, "mesh.toml", 9).unwrap_err();
+        assert_eq!(err.paths(), vec!["listener[0].route[0].cluster"]);
+    }
 
     #[test]
     fn unreadable_file_is_a_config_error() {

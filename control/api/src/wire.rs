@@ -195,6 +195,10 @@ pub enum WireError {
 
 /// The frame for `message`: length prefix and payload.
 pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
+    frame_json(message)
+}
+
+fn frame_json(message: &impl Serialize) -> Result<Vec<u8>, WireError> {
     let mut frame = vec![0u8; 4];
     serde_json::to_writer(&mut frame, message)?;
     let len = u32::try_from(frame.len() - 4).map_err(|_| WireError::TooLarge(u32::MAX))?;
@@ -203,6 +207,23 @@ pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
     }
     frame[..4].copy_from_slice(&len.to_be_bytes());
     Ok(frame)
+}
+
+/// A snapshot message that borrows its table, so encoding it needs no copy of it.
+/// Serializes exactly as `Message::Snapshot` does (tag first).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    snapshot: &'a Snapshot,
+}
+
+/// The frame of `Message::Snapshot { snapshot }`, without cloning the snapshot.
+pub fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, WireError> {
+    frame_json(&SnapshotRef {
+        kind: "snapshot",
+        snapshot,
+    })
 }
 
 /// Decode one frame from the start of `buf`: `Ok(None)` when more bytes are
@@ -301,6 +322,10 @@ mod tests {
         };
         let frame = encode(&message).unwrap();
         assert!(frame[4..].starts_with(br#"{"type":"snapshot","#));
+        let Message::Snapshot { snapshot } = &message else {
+            unreachable!()
+        };
+        assert_eq!(encode_snapshot(snapshot).unwrap(), frame);
         assert_eq!(decode(&frame).unwrap().unwrap().0, message);
         let general: Message = serde_json::from_slice(&frame[4..]).unwrap();
         assert_eq!(general, message);

@@ -1,5 +1,6 @@
 //! Validation of one `[[cluster]]` and its endpoints.
 
+use super::at::At;
 use super::resilience::{circuit_breaker, hash_key, health_check, outlier, retry_budget};
 use super::scalar::{duration_ms, int_in, name, socket_addr, AddrUse};
 use crate::error::Errors;
@@ -11,17 +12,17 @@ use std::collections::HashMap;
 const MAX_ENDPOINT_WEIGHT: i64 = 65_535;
 const MAX_IDLE_CEILING: i64 = 10_000;
 
-pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Option<ValidCluster> {
+pub(crate) fn cluster(errors: &mut Errors, at: At<'_>, file: &ClusterFile) -> Option<ValidCluster> {
     let before = errors.0.len();
-    let name = name(errors, &format!("{at}.name"), &file.name);
+    let name = name(errors, at.key("name"), &file.name);
     let connect_timeout_ms = file
         .connect_timeout
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.connect_timeout"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("connect_timeout"), d, false));
     let max_idle_per_endpoint = file.max_idle_per_endpoint.and_then(|n| {
         int_in(
             errors,
-            &format!("{at}.max_idle_per_endpoint"),
+            at.key("max_idle_per_endpoint"),
             n,
             0,
             MAX_IDLE_CEILING,
@@ -30,33 +31,33 @@ pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Opti
     let pool_idle_timeout_ms = file
         .pool_idle_timeout
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.pool_idle_timeout"), d, false));
-    let endpoints = endpoints(errors, &format!("{at}.endpoints"), &file.endpoints);
+        .and_then(|d| duration_ms(errors, at.key("pool_idle_timeout"), d, false));
+    let endpoints = endpoints(errors, at.key("endpoints"), &file.endpoints);
     let hash_key = balance_hash_key(errors, at, file);
     let slow_start_ms = file
         .slow_start
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.slow_start"), d, true));
+        .and_then(|d| duration_ms(errors, at.key("slow_start"), d, true));
     let health_check = file
         .health_check
         .as_ref()
-        .and_then(|h| health_check(errors, &format!("{at}.health_check"), h));
+        .and_then(|h| health_check(errors, at.key("health_check"), h));
     let outlier = file
         .outlier
         .as_ref()
-        .and_then(|o| outlier(errors, &format!("{at}.outlier"), o));
+        .and_then(|o| outlier(errors, at.key("outlier"), o));
     let circuit_breaker = file
         .circuit_breaker
         .as_ref()
-        .and_then(|b| circuit_breaker(errors, &format!("{at}.circuit_breaker"), b));
+        .and_then(|b| circuit_breaker(errors, at.key("circuit_breaker"), b));
     let retry_budget = file
         .retry_budget
         .as_ref()
-        .and_then(|b| retry_budget(errors, &format!("{at}.retry_budget"), b));
+        .and_then(|b| retry_budget(errors, at.key("retry_budget"), b));
     let tls = file
         .tls
         .as_ref()
-        .and_then(|t| super::security::cluster_tls(errors, &format!("{at}.tls"), t));
+        .and_then(|t| super::security::cluster_tls(errors, at.key("tls"), t));
     if errors.0.len() != before {
         return None;
     }
@@ -84,15 +85,15 @@ pub(crate) fn cluster(errors: &mut Errors, at: &str, file: &ClusterFile) -> Opti
 }
 
 /// `hash_key` goes with the hashing balancers, both ways.
-fn balance_hash_key(errors: &mut Errors, at: &str, file: &ClusterFile) -> Option<HashKey> {
+fn balance_hash_key(errors: &mut Errors, at: At<'_>, file: &ClusterFile) -> Option<HashKey> {
     let hashing = match file.balance {
         Some(BalanceFile::RingHash) => Some("ring_hash"),
         Some(BalanceFile::Maglev) => Some("maglev"),
         _ => None,
     };
-    let path = format!("{at}.hash_key");
+    let path = at.key("hash_key");
     match (&file.hash_key, hashing) {
-        (Some(key), Some(_)) => hash_key(errors, &path, key),
+        (Some(key), Some(_)) => hash_key(errors, path, key),
         (None, Some(balance)) => {
             errors.add_hint(
                 path,
@@ -115,7 +116,7 @@ fn balance_hash_key(errors: &mut Errors, at: &str, file: &ClusterFile) -> Option
 
 fn endpoints(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &Option<Vec<EndpointValue>>,
 ) -> Vec<ValidEndpoint> {
     let mut out = Vec::new();
@@ -137,19 +138,21 @@ fn endpoints(
     let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
     for (i, value) in list.iter().enumerate() {
         let (addr_at, text, weight) = match value {
-            EndpointValue::Addr(text) => (format!("{at}[{i}]"), text, None),
-            EndpointValue::Table(t) => (format!("{at}[{i}].addr"), &t.addr, t.weight),
+            EndpointValue::Addr(text) => (None, text, None),
+            EndpointValue::Table(t) => (Some("addr"), &t.addr, t.weight),
         };
-        let addr = socket_addr(errors, &addr_at, text, AddrUse::Connect);
-        let weight = weight.and_then(|w| {
-            int_in(
-                errors,
-                &format!("{at}[{i}].weight"),
-                w,
-                1,
-                MAX_ENDPOINT_WEIGHT,
-            )
-        });
+        let entry_at = at.index(i);
+        let key_at;
+        let addr_at = match addr_at {
+            Some(key) => {
+                key_at = entry_at.key(key);
+                key_at
+            }
+            None => entry_at,
+        };
+        let addr = socket_addr(errors, addr_at, text, AddrUse::Connect);
+        let weight =
+            weight.and_then(|w| int_in(errors, entry_at.key("weight"), w, 1, MAX_ENDPOINT_WEIGHT));
         let Some(addr) = addr else { continue };
         if let Some(first) = seen.get(&addr) {
             errors.add_hint(

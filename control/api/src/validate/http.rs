@@ -2,6 +2,7 @@
 //! patterns, paths and regexes. Accepted values come back normalised (names lower
 //! case, methods upper case) so the dataplane compares bytes without folding case.
 
+use super::at::At;
 use crate::error::Errors;
 use crate::snapshot::{HostMatch, PathMatch};
 
@@ -27,7 +28,7 @@ const PROXY_OWNED: &[&str] = &[
     "upgrade",
 ];
 
-pub(crate) fn header_name(errors: &mut Errors, path: &str, name: &str) -> Option<String> {
+pub(crate) fn header_name(errors: &mut Errors, path: At<'_>, name: &str) -> Option<String> {
     if !is_token(name) {
         errors.add_hint(
             path,
@@ -40,7 +41,11 @@ pub(crate) fn header_name(errors: &mut Errors, path: &str, name: &str) -> Option
 }
 
 /// A header name the config may edit.
-pub(crate) fn editable_header_name(errors: &mut Errors, path: &str, name: &str) -> Option<String> {
+pub(crate) fn editable_header_name(
+    errors: &mut Errors,
+    path: At<'_>,
+    name: &str,
+) -> Option<String> {
     let lower = header_name(errors, path, name)?;
     if PROXY_OWNED.contains(&lower.as_str()) {
         errors.add_hint(
@@ -55,7 +60,7 @@ pub(crate) fn editable_header_name(errors: &mut Errors, path: &str, name: &str) 
 
 /// A cookie name (RFC 6265 `cookie-name` is a token), kept as written: cookie names
 /// are case-sensitive.
-pub(crate) fn cookie_name(errors: &mut Errors, path: &str, name: &str) -> Option<String> {
+pub(crate) fn cookie_name(errors: &mut Errors, path: At<'_>, name: &str) -> Option<String> {
     if !is_token(name) {
         errors.add_hint(
             path,
@@ -67,7 +72,7 @@ pub(crate) fn cookie_name(errors: &mut Errors, path: &str, name: &str) -> Option
     Some(name.to_string())
 }
 
-pub(crate) fn header_value(errors: &mut Errors, path: &str, value: &str) -> Option<String> {
+pub(crate) fn header_value(errors: &mut Errors, path: At<'_>, value: &str) -> Option<String> {
     if value.contains(['\r', '\n', '\0']) {
         errors.add_hint(
             path,
@@ -79,7 +84,7 @@ pub(crate) fn header_value(errors: &mut Errors, path: &str, value: &str) -> Opti
     Some(value.to_string())
 }
 
-pub(crate) fn method(errors: &mut Errors, path: &str, method: &str) -> Option<String> {
+pub(crate) fn method(errors: &mut Errors, path: At<'_>, method: &str) -> Option<String> {
     if !is_token(method) {
         errors.add_hint(
             path,
@@ -92,12 +97,10 @@ pub(crate) fn method(errors: &mut Errors, path: &str, method: &str) -> Option<St
 }
 
 /// `api.example.com` or `*.example.com`, case-insensitive, without a port.
-pub(crate) fn host(errors: &mut Errors, path: &str, pattern: &str) -> Option<HostMatch> {
-    let lower = pattern.to_ascii_lowercase();
-    let (suffix, name) = match lower.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, lower.as_str()),
-    };
+pub(crate) fn host(errors: &mut Errors, path: At<'_>, pattern: &str) -> Option<HostMatch> {
+    let mut lower = pattern.to_ascii_lowercase();
+    let suffix = lower.starts_with("*.");
+    let name = if suffix { &lower[2..] } else { &lower[..] };
     if name.contains(':') {
         errors.add_hint(
             path,
@@ -129,15 +132,17 @@ pub(crate) fn host(errors: &mut Errors, path: &str, pattern: &str) -> Option<Hos
         );
         return None;
     }
+    // The one allocation becomes the stored value: `*.example.com` → `.example.com`.
     Some(if suffix {
-        HostMatch::Suffix(format!(".{name}"))
+        lower.remove(0);
+        HostMatch::Suffix(lower)
     } else {
-        HostMatch::Exact(name.to_string())
+        HostMatch::Exact(lower)
     })
 }
 
 /// An exact path or prefix: what the request target's path is compared with.
-pub(crate) fn path(errors: &mut Errors, at: &str, text: &str, prefix: bool) -> Option<PathMatch> {
+pub(crate) fn path(errors: &mut Errors, at: At<'_>, text: &str, prefix: bool) -> Option<PathMatch> {
     if !text.starts_with('/') {
         errors.add_hint(
             at,
@@ -170,7 +175,7 @@ pub(crate) fn path(errors: &mut Errors, at: &str, text: &str, prefix: bool) -> O
 
 /// Compiles `pattern` anchored at both ends and returns the anchored source, which
 /// is what the snapshot carries so the dataplane compiles exactly what was checked.
-pub(crate) fn anchored_regex(errors: &mut Errors, at: &str, pattern: &str) -> Option<String> {
+pub(crate) fn anchored_regex(errors: &mut Errors, at: At<'_>, pattern: &str) -> Option<String> {
     let anchored = format!("^(?:{pattern})$");
     match regex::Regex::new(&anchored) {
         Ok(_) => Some(anchored),

@@ -1,6 +1,7 @@
 //! Validation of one `[[listener]]`: its kind, the keys that kind allows, and the
 //! HTTP limits checked against each other.
 
+use super::at::At;
 use super::resilience::rate_limit;
 use super::route::route;
 use super::scalar::{duration_ms, int_in, name, required, size_in, socket_addr, AddrUse};
@@ -11,6 +12,7 @@ use crate::error::Errors;
 use crate::file::{ListenerFile, Protocol, ViaValue};
 use crate::snapshot::MeshMode;
 use crate::validated::{default_route_name, ValidHttp, ValidListener, ValidListenerKind};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 const MAX_CONNECTIONS: i64 = 1_000_000;
@@ -22,32 +24,26 @@ const MAX_HEADERS_CEILING: i64 = 10_000;
 
 pub(crate) fn listener(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &ListenerFile,
     clusters: &ClusterNames<'_>,
 ) -> Option<ValidListener> {
     let before = errors.0.len();
-    let name = name(errors, &format!("{at}.name"), &file.name);
-    let bind = required(errors, &format!("{at}.bind"), &file.bind)
-        .and_then(|b| socket_addr(errors, &format!("{at}.bind"), b, AddrUse::Bind));
-    let protocol = required(errors, &format!("{at}.protocol"), &file.protocol).copied();
-    let max_connections = file.max_connections.and_then(|n| {
-        int_in(
-            errors,
-            &format!("{at}.max_connections"),
-            n,
-            1,
-            MAX_CONNECTIONS,
-        )
-    });
+    let name = name(errors, at.key("name"), &file.name);
+    let bind = required(errors, at.key("bind"), &file.bind)
+        .and_then(|b| socket_addr(errors, at.key("bind"), b, AddrUse::Bind));
+    let protocol = required(errors, at.key("protocol"), &file.protocol).copied();
+    let max_connections = file
+        .max_connections
+        .and_then(|n| int_in(errors, at.key("max_connections"), n, 1, MAX_CONNECTIONS));
     let idle_timeout_ms = file
         .idle_timeout
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.idle_timeout"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("idle_timeout"), d, false));
     let rate_limit = file
         .rate_limit
         .as_ref()
-        .and_then(|r| rate_limit(errors, &format!("{at}.rate_limit"), r));
+        .and_then(|r| rate_limit(errors, at.key("rate_limit"), r));
     let kind = match protocol {
         Some(Protocol::Tcp | Protocol::Tls | Protocol::TlsPassthrough) => tcp(
             errors,
@@ -63,11 +59,11 @@ pub(crate) fn listener(
     };
     let terminates = matches!(protocol, Some(Protocol::Https | Protocol::Tls));
     let tls = if terminates {
-        security::listener_tls(errors, &format!("{at}.tls"), file.tls.as_ref())
+        security::listener_tls(errors, at.key("tls"), file.tls.as_ref())
     } else {
         if file.tls.is_some() {
             errors.add_hint(
-                format!("{at}.tls"),
+                at.key("tls"),
                 "tls is only for https and tls listeners",
                 "set protocol = \"https\" (HTTP) or \"tls\" (L4) to terminate TLS",
             );
@@ -78,27 +74,24 @@ pub(crate) fn listener(
     let passthrough = protocol == Some(Protocol::TlsPassthrough);
     if mesh.is_some() && (terminates || passthrough) {
         errors.add_hint(
-            format!("{at}.mesh"),
+            at.key("mesh"),
             "mesh is only for tcp and http listeners",
             "a mesh listener terminates mTLS with this dataplane's SVID; remove tls or mesh",
         );
     }
     let http_kind = matches!(protocol, Some(Protocol::Http | Protocol::Https));
-    let identity_header = security::identity_header(
-        errors,
-        &format!("{at}.identity_header"),
-        &file.identity_header,
-    );
+    let identity_header =
+        security::identity_header(errors, at.key("identity_header"), &file.identity_header);
     if identity_header.is_some() && !http_kind {
         errors.add_hint(
-            format!("{at}.identity_header"),
+            at.key("identity_header"),
             "identity_header is only for http and https listeners",
             "remove it",
         );
     }
     if file.policy.is_some() && passthrough {
         errors.add_hint(
-            format!("{at}.policy"),
+            at.key("policy"),
             "policies need a terminated connection",
             "a tls_passthrough listener never sees the peer's identity; remove the policies",
         );
@@ -107,7 +100,7 @@ pub(crate) fn listener(
     let peer_rules = policies.iter().any(|p| !p.peers.is_empty());
     if peer_rules && mesh.is_none() {
         errors.add_hint(
-            format!("{at}.policy"),
+            at.key("policy"),
             "policies on peers need a mesh listener",
             "add mesh = \"strict\" so clients present SPIFFE IDs",
         );
@@ -137,14 +130,14 @@ pub(crate) fn has_mesh(file: &ListenerFile) -> bool {
 
 fn tcp(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &ListenerFile,
     clusters: &ClusterNames<'_>,
     passthrough: bool,
 ) -> Option<ValidListenerKind> {
     if file.sni_routes.is_some() && !passthrough {
         errors.add_hint(
-            format!("{at}.sni_routes"),
+            at.key("sni_routes"),
             "sni_routes are only for tls_passthrough listeners",
             "set protocol = \"tls_passthrough\"",
         );
@@ -167,23 +160,23 @@ fn tcp(
     ];
     for (key, _) in http_only.iter().filter(|(_, set)| *set) {
         errors.add_hint(
-            format!("{at}.{key}"),
+            at.key(key),
             format!("{key} is only for http listeners"),
             "remove it, or set protocol = \"http\"",
         );
     }
     if file.route.is_some() {
         errors.add_hint(
-            format!("{at}.route"),
+            at.key("route"),
             "routes are only for http listeners",
             "a tcp listener forwards everything to its cluster; set protocol = \"http\" to route",
         );
     }
     let cluster = match &file.cluster {
-        Some(cluster) => clusters.resolve(errors, &format!("{at}.cluster"), cluster),
+        Some(cluster) => clusters.resolve(errors, at.key("cluster"), cluster),
         None => {
             errors.add_hint(
-                format!("{at}.cluster"),
+                at.key("cluster"),
                 "a tcp listener needs a cluster",
                 "add cluster = \"<name>\"",
             );
@@ -200,21 +193,21 @@ fn tcp(
 
 fn http(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &ListenerFile,
     clusters: &ClusterNames<'_>,
 ) -> Option<ValidHttp> {
     let before = errors.0.len();
     if file.cluster.is_some() {
         errors.add_hint(
-            format!("{at}.cluster"),
+            at.key("cluster"),
             "cluster is not allowed on an http listener",
             "add a route instead: [[listener.route]] with cluster = \"<name>\"",
         );
     }
     if file.splice.is_some() {
         errors.add_hint(
-            format!("{at}.splice"),
+            at.key("splice"),
             "splice is only for tcp listeners",
             "remove it",
         );
@@ -222,7 +215,7 @@ fn http(
     let max_header_bytes = file.max_header_bytes.as_ref().and_then(|s| {
         size_in(
             errors,
-            &format!("{at}.max_header_bytes"),
+            at.key("max_header_bytes"),
             s,
             MIN_HEADER_BYTES,
             MAX_HEADER_BYTES_CEILING,
@@ -232,7 +225,7 @@ fn http(
     let max_request_line = file.max_request_line.as_ref().and_then(|s| {
         size_in(
             errors,
-            &format!("{at}.max_request_line"),
+            at.key("max_request_line"),
             s,
             MIN_REQUEST_LINE,
             MAX_HEADER_BYTES_CEILING,
@@ -250,28 +243,22 @@ fn http(
             "max_header_bytes"
         };
         errors.add_hint(
-            format!("{at}.{key}"),
+            at.key(key),
             format!("max_request_line ({line}) is larger than max_header_bytes ({header_ceiling})"),
             "the request line is part of the head; raise max_header_bytes or lower max_request_line",
         );
     }
-    let max_headers = file.max_headers.and_then(|n| {
-        int_in(
-            errors,
-            &format!("{at}.max_headers"),
-            n,
-            1,
-            MAX_HEADERS_CEILING,
-        )
-    });
+    let max_headers = file
+        .max_headers
+        .and_then(|n| int_in(errors, at.key("max_headers"), n, 1, MAX_HEADERS_CEILING));
     let header_read_timeout_ms = file
         .header_read_timeout
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.header_read_timeout"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("header_read_timeout"), d, false));
     let max_body_bytes = file
         .max_body
         .as_ref()
-        .and_then(|s| size_in(errors, &format!("{at}.max_body"), s, 0, u64::MAX));
+        .and_then(|s| size_in(errors, at.key("max_body"), s, 0, u64::MAX));
     let via = match &file.via {
         None => None,
         Some(ViaValue::Off) => Some(None),
@@ -279,7 +266,7 @@ fn http(
             let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_graphic());
             if !ok {
                 errors.add_hint(
-                    format!("{at}.via"),
+                    at.key("via"),
                     format!("via {v:?} is not a single visible word"),
                     "write a name such as \"ringmesh\", or false to add no Via",
                 );
@@ -287,25 +274,31 @@ fn http(
             Some(Some(v.clone()))
         }
     };
-    let mut routes = Vec::new();
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let route_count = file.route.as_ref().map_or(0, Vec::len);
+    let mut routes = Vec::with_capacity(route_count);
+    // Borrowed names: only routes without one get a (generated) owned name.
+    let mut names: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(route_count);
+    let routes_at = at.key("route");
     for (i, r) in file.route.iter().flatten().enumerate() {
-        let route_at = format!("{at}.route[{i}]");
-        let effective = r.name.clone().unwrap_or_else(|| default_route_name(i));
+        let route_at = routes_at.index(i);
+        let effective = match r.name.as_deref() {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(default_route_name(i)),
+        };
         if let Some(first) = names.get(&effective) {
             errors.add_hint(
-                format!("{route_at}.name"),
+                route_at.key("name"),
                 format!("duplicate route name \"{effective}\""),
                 format!("also used by {at}.route[{first}]; route names appear in metrics"),
             );
         } else {
             names.insert(effective, i);
         }
-        if let Some(mut r) = route(errors, &route_at, r, clusters) {
-            r.policies = security::policies(errors, &route_at, r_file_policy(file, i), true);
+        if let Some(mut r) = route(errors, route_at, r, clusters) {
+            r.policies = security::policies(errors, route_at, r_file_policy(file, i), true);
             if r.policies.iter().any(|p| !p.peers.is_empty()) && !has_mesh(file) {
                 errors.add_hint(
-                    format!("{route_at}.policy"),
+                    route_at.key("policy"),
                     "policies on peers need a mesh listener",
                     "add mesh = \"strict\" to the listener so clients present SPIFFE IDs",
                 );

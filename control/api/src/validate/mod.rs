@@ -6,6 +6,7 @@
 //! this module owns the checks across tables: unique names, overlapping bind
 //! addresses, and resolving cluster names.
 
+mod at;
 mod cluster;
 mod http;
 mod listener;
@@ -19,6 +20,7 @@ use crate::file::{ConfigFile, RuntimeFile};
 use crate::snapshot::ClusterRef;
 use crate::suggest::closest;
 use crate::validated::{ValidConfig, ValidRuntime};
+use at::At;
 pub use resilience::RETRY_CONDITIONS;
 use scalar::{duration_ms, int_in, socket_addr, AddrUse};
 use std::collections::HashMap;
@@ -34,8 +36,9 @@ pub fn validate(file: &ConfigFile) -> Result<ValidConfig, Vec<ConfigError>> {
     let clusters = ClusterNames::new(file);
 
     let mut listeners = Vec::new();
+    let listener_at = At::Path("listener");
     for (i, l) in file.listener.iter().enumerate() {
-        if let Some(l) = listener::listener(&mut errors, &format!("listener[{i}]"), l, &clusters) {
+        if let Some(l) = listener::listener(&mut errors, listener_at.index(i), l, &clusters) {
             listeners.push(l);
         }
     }
@@ -51,19 +54,20 @@ pub fn validate(file: &ConfigFile) -> Result<ValidConfig, Vec<ConfigError>> {
         }
     }
 
-    let mut valid_clusters = Vec::new();
+    let mut valid_clusters = Vec::with_capacity(file.cluster.len());
+    let cluster_at = At::Path("cluster");
     for (i, c) in file.cluster.iter().enumerate() {
-        let at = format!("cluster[{i}]");
+        let at = cluster_at.index(i);
         if let Some(name) = &c.name {
             if let Some(first) = clusters.first_index(name).filter(|first| *first != i) {
                 errors.add_hint(
-                    format!("{at}.name"),
+                    at.key("name"),
                     format!("duplicate cluster name \"{name}\""),
                     format!("first defined at cluster[{first}]"),
                 );
             }
         }
-        if let Some(c) = cluster::cluster(&mut errors, &at, c) {
+        if let Some(c) = cluster::cluster(&mut errors, at, c) {
             valid_clusters.push(c);
         }
     }
@@ -87,15 +91,15 @@ fn runtime(errors: &mut Errors, file: Option<&RuntimeFile>) -> ValidRuntime {
     ValidRuntime {
         workers: file
             .workers
-            .and_then(|n| int_in(errors, "runtime.workers", n, 1, MAX_WORKERS)),
+            .and_then(|n| int_in(errors, At::Path("runtime.workers"), n, 1, MAX_WORKERS)),
         drain_timeout_ms: file
             .drain_timeout
             .as_ref()
-            .and_then(|d| duration_ms(errors, "runtime.drain_timeout", d, true)),
+            .and_then(|d| duration_ms(errors, At::Path("runtime.drain_timeout"), d, true)),
         admin: file
             .admin
             .as_ref()
-            .and_then(|a| socket_addr(errors, "runtime.admin", a, AddrUse::Bind)),
+            .and_then(|a| socket_addr(errors, At::Path("runtime.admin"), a, AddrUse::Bind)),
     }
 }
 
@@ -183,7 +187,12 @@ impl<'a> ClusterNames<'a> {
         self.by_name.get(name).copied()
     }
 
-    pub(crate) fn resolve(&self, errors: &mut Errors, at: &str, name: &str) -> Option<ClusterRef> {
+    pub(crate) fn resolve(
+        &self,
+        errors: &mut Errors,
+        at: At<'_>,
+        name: &str,
+    ) -> Option<ClusterRef> {
         if let Some(i) = self.first_index(name) {
             return u32::try_from(i).ok().map(ClusterRef);
         }

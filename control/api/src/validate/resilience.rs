@@ -4,6 +4,7 @@
 //! other are compared as they will be compiled, defaults included, so a single
 //! written key that clashes with a default is caught too.
 
+use super::at::At;
 use super::http::{cookie_name, header_name};
 use super::scalar::{duration_ms, int_in, required, size_in};
 use crate::defaults;
@@ -42,15 +43,15 @@ const U32_MAX: i64 = u32::MAX as i64;
 
 pub(crate) fn rate_limit(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &RateLimitFile,
 ) -> Option<ValidRateLimit> {
-    let rps_at = format!("{at}.requests_per_second");
-    let requests_per_second = required(errors, &rps_at, &file.requests_per_second)
-        .and_then(|n| int_in(errors, &rps_at, *n, 1, U32_MAX));
+    let rps_at = at.key("requests_per_second");
+    let requests_per_second = required(errors, rps_at, &file.requests_per_second)
+        .and_then(|n| int_in(errors, rps_at, *n, 1, U32_MAX));
     let burst = file
         .burst
-        .and_then(|n| int_in(errors, &format!("{at}.burst"), n, 1, U32_MAX));
+        .and_then(|n| int_in(errors, at.key("burst"), n, 1, U32_MAX));
     if file.burst.is_some() && burst.is_none() {
         return None;
     }
@@ -62,14 +63,14 @@ pub(crate) fn rate_limit(
 
 pub(crate) fn retry(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &RetryFile,
     route_timeout_ms: Option<u64>,
 ) -> Option<ValidRetry> {
     let before = errors.0.len();
     let attempts: Option<u32> = file
         .attempts
-        .and_then(|n| int_in(errors, &format!("{at}.attempts"), n, 0, MAX_RETRY_ATTEMPTS));
+        .and_then(|n| int_in(errors, at.key("attempts"), n, 0, MAX_RETRY_ATTEMPTS));
     if attempts == Some(0) {
         let others: Vec<&str> = [
             ("on", file.on.is_some()),
@@ -86,7 +87,7 @@ pub(crate) fn retry(
         .collect();
         if !others.is_empty() {
             errors.add_hint(
-                format!("{at}.attempts"),
+                at.key("attempts"),
                 format!(
                     "attempts = 0 turns retries off, so {} would do nothing",
                     others.join(", ")
@@ -98,16 +99,16 @@ pub(crate) fn retry(
     let retry_on = file
         .on
         .as_ref()
-        .and_then(|on| conditions(errors, &format!("{at}.on"), on));
+        .and_then(|on| conditions(errors, at.key("on"), on));
     let statuses = statuses(errors, at, file);
     let per_try_timeout_ms = file
         .per_try_timeout
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.per_try_timeout"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("per_try_timeout"), d, false));
     if let (Some(per_try), Some(timeout)) = (per_try_timeout_ms, route_timeout_ms) {
         if per_try >= timeout {
             errors.add_hint(
-                format!("{at}.per_try_timeout"),
+                at.key("per_try_timeout"),
                 format!(
                     "per_try_timeout ({per_try}ms) is not shorter than the route's timeout ({timeout}ms)"
                 ),
@@ -118,11 +119,11 @@ pub(crate) fn retry(
     let backoff_base_ms = file
         .backoff_base
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.backoff_base"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("backoff_base"), d, false));
     let backoff_max_ms = file
         .backoff_max
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.backoff_max"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("backoff_max"), d, false));
     let base_ok = file.backoff_base.is_none() || backoff_base_ms.is_some();
     let max_ok = file.backoff_max.is_none() || backoff_max_ms.is_some();
     let base = backoff_base_ms.unwrap_or(defaults::RETRY_BACKOFF_BASE_MS);
@@ -134,7 +135,7 @@ pub(crate) fn retry(
             "backoff_base"
         };
         errors.add_hint(
-            format!("{at}.{key}"),
+            at.key(key),
             format!("backoff_base ({base}ms) is longer than backoff_max ({max}ms)"),
             "backoff grows from backoff_base up to backoff_max; raise backoff_max or lower backoff_base",
         );
@@ -142,7 +143,7 @@ pub(crate) fn retry(
     let max_replay_body_bytes = file
         .max_body
         .as_ref()
-        .and_then(|s| size_in(errors, &format!("{at}.max_body"), s, 0, u64::MAX));
+        .and_then(|s| size_in(errors, at.key("max_body"), s, 0, u64::MAX));
     if errors.0.len() != before {
         return None;
     }
@@ -159,7 +160,7 @@ pub(crate) fn retry(
 }
 
 /// `retry.on`: known names only, duplicates dropped.
-fn conditions(errors: &mut Errors, at: &str, on: &[String]) -> Option<Vec<String>> {
+fn conditions(errors: &mut Errors, at: At<'_>, on: &[String]) -> Option<Vec<String>> {
     let before = errors.0.len();
     if on.is_empty() {
         errors.add_hint(
@@ -180,7 +181,7 @@ fn conditions(errors: &mut Errors, at: &str, on: &[String]) -> Option<Vec<String
             }
             hint.push_str(&format!("expected one of: {}", RETRY_CONDITIONS.join(", ")));
             errors.add_hint(
-                format!("{at}[{i}]"),
+                at.index(i),
                 format!("unknown retry condition \"{condition}\""),
                 hint,
             );
@@ -194,7 +195,7 @@ fn conditions(errors: &mut Errors, at: &str, on: &[String]) -> Option<Vec<String
 }
 
 /// `retry.statuses`, which goes with `retriable-status-codes` both ways.
-fn statuses(errors: &mut Errors, at: &str, file: &RetryFile) -> Vec<u16> {
+fn statuses(errors: &mut Errors, at: At<'_>, file: &RetryFile) -> Vec<u16> {
     let mut out = Vec::new();
     let wanted = file
         .on
@@ -204,26 +205,26 @@ fn statuses(errors: &mut Errors, at: &str, file: &RetryFile) -> Vec<u16> {
     match (&file.statuses, wanted) {
         (None, None) => {}
         (None, Some(i)) => errors.add_hint(
-            format!("{at}.on[{i}]"),
+            at.key("on").index(i),
             format!("\"{RETRIABLE_STATUS_CODES}\" needs statuses"),
             "add statuses = [503]",
         ),
         (Some(_), None) => errors.add_hint(
-            format!("{at}.statuses"),
+            at.key("statuses"),
             format!("statuses only apply with \"{RETRIABLE_STATUS_CODES}\" in on"),
             format!("add \"{RETRIABLE_STATUS_CODES}\" to on, or remove statuses"),
         ),
         (Some(list), Some(_)) => {
             if list.is_empty() {
                 errors.add_hint(
-                    format!("{at}.statuses"),
+                    at.key("statuses"),
                     "statuses is empty",
                     "add the statuses to retry, such as [503]",
                 );
             }
             for (i, status) in list.iter().enumerate() {
                 let status: Option<u16> =
-                    int_in(errors, &format!("{at}.statuses[{i}]"), *status, 400, 599);
+                    int_in(errors, at.key("statuses").index(i), *status, 400, 599);
                 if let Some(status) = status.filter(|s| !out.contains(s)) {
                     out.push(status);
                 }
@@ -233,7 +234,7 @@ fn statuses(errors: &mut Errors, at: &str, file: &RetryFile) -> Vec<u16> {
     out
 }
 
-pub(crate) fn fault(errors: &mut Errors, at: &str, file: &FaultFile) -> Option<ValidFault> {
+pub(crate) fn fault(errors: &mut Errors, at: At<'_>, file: &FaultFile) -> Option<ValidFault> {
     let before = errors.0.len();
     if file.delay.is_none()
         && file.delay_percent.is_none()
@@ -250,7 +251,7 @@ pub(crate) fn fault(errors: &mut Errors, at: &str, file: &FaultFile) -> Option<V
     let delay_ms = file
         .delay
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.delay"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("delay"), d, false));
     let delay_percent = percent_of(
         errors,
         at,
@@ -260,7 +261,7 @@ pub(crate) fn fault(errors: &mut Errors, at: &str, file: &FaultFile) -> Option<V
     );
     let abort_status: Option<u16> = file
         .abort_status
-        .and_then(|s| int_in(errors, &format!("{at}.abort_status"), s, 200, 599));
+        .and_then(|s| int_in(errors, at.key("abort_status"), s, 200, 599));
     let abort_percent = percent_of(
         errors,
         at,
@@ -282,16 +283,16 @@ pub(crate) fn fault(errors: &mut Errors, at: &str, file: &FaultFile) -> Option<V
 /// A fault's percentage: 0 to 100, fractions allowed, only with its fault.
 fn percent_of(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     (key, value): (&str, Option<f64>),
     (fault_key, fault_set): (&str, bool),
     example: &str,
 ) -> Option<f64> {
     let value = value?;
-    let path = format!("{at}.{key}");
+    let path = at.key(key);
     if !fault_set {
         errors.add_hint(
-            &path,
+            path,
             format!("{key} needs {fault_key}"),
             format!("add {example}, or remove {key}"),
         );
@@ -308,18 +309,18 @@ fn percent_of(
     Some(value)
 }
 
-pub(crate) fn hash_key(errors: &mut Errors, at: &str, file: &HashKeyFile) -> Option<HashKey> {
+pub(crate) fn hash_key(errors: &mut Errors, at: At<'_>, file: &HashKeyFile) -> Option<HashKey> {
     match (&file.header, &file.cookie, file.source_ip) {
         (Some(name), None, None) => {
-            header_name(errors, &format!("{at}.header"), name).map(HashKey::Header)
+            header_name(errors, at.key("header"), name).map(HashKey::Header)
         }
         (None, Some(name), None) => {
-            cookie_name(errors, &format!("{at}.cookie"), name).map(HashKey::Cookie)
+            cookie_name(errors, at.key("cookie"), name).map(HashKey::Cookie)
         }
         (None, None, Some(true)) => Some(HashKey::SourceIp),
         (None, None, Some(false)) => {
             errors.add_hint(
-                format!("{at}.source_ip"),
+                at.key("source_ip"),
                 "source_ip = false is not a hash key",
                 "write source_ip = true, or hash on a header or cookie instead",
             );
@@ -338,11 +339,11 @@ pub(crate) fn hash_key(errors: &mut Errors, at: &str, file: &HashKeyFile) -> Opt
 
 pub(crate) fn health_check(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &HealthCheckFile,
 ) -> Option<ValidHealthCheck> {
     let before = errors.0.len();
-    let protocol = required(errors, &format!("{at}.protocol"), &file.protocol).copied();
+    let protocol = required(errors, at.key("protocol"), &file.protocol).copied();
     let kind = match protocol {
         Some(Protocol::Tcp) => {
             let http_only = [
@@ -351,7 +352,7 @@ pub(crate) fn health_check(
             ];
             for (key, _) in http_only.iter().filter(|(_, set)| *set) {
                 errors.add_hint(
-                    format!("{at}.{key}"),
+                    at.key(key),
                     format!("{key} is only for http health checks"),
                     "remove it, or set protocol = \"http\"",
                 );
@@ -360,7 +361,7 @@ pub(crate) fn health_check(
         }
         Some(Protocol::Https | Protocol::Tls | Protocol::TlsPassthrough) => {
             errors.add_hint(
-                format!("{at}.protocol"),
+                at.key("protocol"),
                 "health checks speak tcp or http",
                 "use protocol = \"tcp\" or \"http\"",
             );
@@ -368,10 +369,10 @@ pub(crate) fn health_check(
         }
         Some(Protocol::Http) => {
             let path = match &file.path {
-                Some(p) => check_path(errors, &format!("{at}.path"), p),
+                Some(p) => check_path(errors, at.key("path"), p),
                 None => {
                     errors.add_hint(
-                        format!("{at}.path"),
+                        at.key("path"),
                         "an http health check needs a path",
                         "add path = \"/healthz\"",
                     );
@@ -380,7 +381,7 @@ pub(crate) fn health_check(
             };
             let expect_status = file
                 .expect_status
-                .and_then(|s| int_in(errors, &format!("{at}.expect_status"), s, 200, 599));
+                .and_then(|s| int_in(errors, at.key("expect_status"), s, 200, 599));
             path.map(|path| ValidHealthCheckKind::Http {
                 path,
                 expect_status,
@@ -391,11 +392,11 @@ pub(crate) fn health_check(
     let interval_ms = file
         .interval
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.interval"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("interval"), d, false));
     let timeout_ms = file
         .timeout
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.timeout"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("timeout"), d, false));
     let interval_ok = file.interval.is_none() || interval_ms.is_some();
     let timeout_ok = file.timeout.is_none() || timeout_ms.is_some();
     let interval = interval_ms.unwrap_or(defaults::HEALTH_CHECK_INTERVAL_MS);
@@ -407,32 +408,20 @@ pub(crate) fn health_check(
             "interval"
         };
         errors.add_hint(
-            format!("{at}.{key}"),
+            at.key(key),
             format!("timeout ({timeout}ms) is not shorter than interval ({interval}ms)"),
             "a check must end before the next one starts; lower timeout or raise interval",
         );
     }
-    let healthy_threshold = file.healthy_threshold.and_then(|n| {
-        int_in(
-            errors,
-            &format!("{at}.healthy_threshold"),
-            n,
-            1,
-            MAX_THRESHOLD,
-        )
-    });
-    let unhealthy_threshold = file.unhealthy_threshold.and_then(|n| {
-        int_in(
-            errors,
-            &format!("{at}.unhealthy_threshold"),
-            n,
-            1,
-            MAX_THRESHOLD,
-        )
-    });
+    let healthy_threshold = file
+        .healthy_threshold
+        .and_then(|n| int_in(errors, at.key("healthy_threshold"), n, 1, MAX_THRESHOLD));
+    let unhealthy_threshold = file
+        .unhealthy_threshold
+        .and_then(|n| int_in(errors, at.key("unhealthy_threshold"), n, 1, MAX_THRESHOLD));
     let jitter_percent = file
         .jitter_percent
-        .and_then(|n| int_in(errors, &format!("{at}.jitter_percent"), n, 0, 100));
+        .and_then(|n| int_in(errors, at.key("jitter_percent"), n, 0, 100));
     if errors.0.len() != before {
         return None;
     }
@@ -447,7 +436,7 @@ pub(crate) fn health_check(
 }
 
 /// The request target of an HTTP health check: a path, optionally with a query.
-fn check_path(errors: &mut Errors, at: &str, text: &str) -> Option<String> {
+fn check_path(errors: &mut Errors, at: At<'_>, text: &str) -> Option<String> {
     if !text.starts_with('/') {
         errors.add_hint(
             at,
@@ -467,10 +456,10 @@ fn check_path(errors: &mut Errors, at: &str, text: &str) -> Option<String> {
     Some(text.to_string())
 }
 
-pub(crate) fn outlier(errors: &mut Errors, at: &str, file: &OutlierFile) -> Option<ValidOutlier> {
+pub(crate) fn outlier(errors: &mut Errors, at: At<'_>, file: &OutlierFile) -> Option<ValidOutlier> {
     let before = errors.0.len();
     let consecutive = |errors: &mut Errors, key: &str, value: Option<i64>| -> Option<u32> {
-        value.and_then(|n| int_in(errors, &format!("{at}.{key}"), n, 0, MAX_CONSECUTIVE))
+        value.and_then(|n| int_in(errors, at.key(key), n, 0, MAX_CONSECUTIVE))
     };
     let consecutive_5xx = consecutive(errors, "consecutive_5xx", file.consecutive_5xx);
     let consecutive_gateway_failure = consecutive(
@@ -497,11 +486,11 @@ pub(crate) fn outlier(errors: &mut Errors, at: &str, file: &OutlierFile) -> Opti
     let base_ejection_time_ms = file
         .base_ejection_time
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.base_ejection_time"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("base_ejection_time"), d, false));
     let max_ejection_time_ms = file
         .max_ejection_time
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.max_ejection_time"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("max_ejection_time"), d, false));
     let base_ok = file.base_ejection_time.is_none() || base_ejection_time_ms.is_some();
     let max_ok = file.max_ejection_time.is_none() || max_ejection_time_ms.is_some();
     let base = base_ejection_time_ms.unwrap_or(defaults::OUTLIER_BASE_EJECTION_TIME_MS);
@@ -513,21 +502,21 @@ pub(crate) fn outlier(errors: &mut Errors, at: &str, file: &OutlierFile) -> Opti
             "base_ejection_time"
         };
         errors.add_hint(
-            format!("{at}.{key}"),
+            at.key(key),
             format!("max_ejection_time ({max}ms) is shorter than base_ejection_time ({base}ms)"),
             "ejections grow from base_ejection_time up to max_ejection_time; raise max_ejection_time or lower base_ejection_time",
         );
     }
     let max_ejection_percent = file
         .max_ejection_percent
-        .and_then(|n| int_in(errors, &format!("{at}.max_ejection_percent"), n, 0, 100));
+        .and_then(|n| int_in(errors, at.key("max_ejection_percent"), n, 0, 100));
     let interval_ms = file
         .interval
         .as_ref()
-        .and_then(|d| duration_ms(errors, &format!("{at}.interval"), d, false));
+        .and_then(|d| duration_ms(errors, at.key("interval"), d, false));
     let panic_threshold_percent = file
         .panic_threshold
-        .and_then(|n| int_in(errors, &format!("{at}.panic_threshold"), n, 0, 100));
+        .and_then(|n| int_in(errors, at.key("panic_threshold"), n, 0, 100));
     if errors.0.len() != before {
         return None;
     }
@@ -545,12 +534,12 @@ pub(crate) fn outlier(errors: &mut Errors, at: &str, file: &OutlierFile) -> Opti
 
 pub(crate) fn circuit_breaker(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &BreakerFile,
 ) -> Option<ValidBreaker> {
     let before = errors.0.len();
     let limit = |errors: &mut Errors, key: &str, value: Option<i64>| -> Option<u32> {
-        value.and_then(|n| int_in(errors, &format!("{at}.{key}"), n, 1, U32_MAX))
+        value.and_then(|n| int_in(errors, at.key(key), n, 1, U32_MAX))
     };
     let out = ValidBreaker {
         max_connections: limit(errors, "max_connections", file.max_connections),
@@ -563,17 +552,17 @@ pub(crate) fn circuit_breaker(
 
 pub(crate) fn retry_budget(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &RetryBudgetFile,
 ) -> Option<ValidRetryBudget> {
     let before = errors.0.len();
     let out = ValidRetryBudget {
         percent: file
             .percent
-            .and_then(|n| int_in(errors, &format!("{at}.percent"), n, 0, MAX_RETRY_PERCENT)),
+            .and_then(|n| int_in(errors, at.key("percent"), n, 0, MAX_RETRY_PERCENT)),
         min_per_second: file
             .min_per_second
-            .and_then(|n| int_in(errors, &format!("{at}.min_per_second"), n, 0, U32_MAX)),
+            .and_then(|n| int_in(errors, at.key("min_per_second"), n, 0, U32_MAX)),
     };
     (errors.0.len() == before).then_some(out)
 }

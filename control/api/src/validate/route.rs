@@ -1,6 +1,7 @@
 //! Validation of `[[listener.route]]`: what a route matches, what it does, and the
 //! header edits it applies.
 
+use super::at::At;
 use super::http::{
     anchored_regex, editable_header_name, header_name, header_value, host, method, path,
 };
@@ -22,7 +23,7 @@ const MAX_DIRECT_BODY: usize = 64 * 1024;
 
 pub(crate) fn route(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &RouteFile,
     clusters: &ClusterNames<'_>,
 ) -> Option<ValidRoute> {
@@ -30,7 +31,7 @@ pub(crate) fn route(
     if let Some(name) = &file.name {
         if name.trim().is_empty() || name.chars().any(char::is_control) {
             errors.add(
-                format!("{at}.name"),
+                at.key("name"),
                 "name is empty or contains a control character",
             );
         }
@@ -40,21 +41,13 @@ pub(crate) fn route(
     let timeout_ms = file
         .timeout
         .as_ref()
-        .and_then(|t| duration_ms(errors, &format!("{at}.timeout"), t, false));
+        .and_then(|t| duration_ms(errors, at.key("timeout"), t, false));
     let max_body_bytes = file
         .max_body
         .as_ref()
-        .and_then(|s| size_in(errors, &format!("{at}.max_body"), s, 0, u64::MAX));
-    let request_headers = header_ops(
-        errors,
-        &format!("{at}.request_headers"),
-        &file.request_headers,
-    );
-    let response_headers = header_ops(
-        errors,
-        &format!("{at}.response_headers"),
-        &file.response_headers,
-    );
+        .and_then(|s| size_in(errors, at.key("max_body"), s, 0, u64::MAX));
+    let request_headers = header_ops(errors, at.key("request_headers"), &file.request_headers);
+    let response_headers = header_ops(errors, at.key("response_headers"), &file.response_headers);
     // Retries and faults act on the upstream request, which a direct route never makes.
     let direct = file.direct.is_some() && file.cluster.is_none() && file.split.is_none();
     for (key, set) in [
@@ -63,7 +56,7 @@ pub(crate) fn route(
     ] {
         if direct && set {
             errors.add_hint(
-                format!("{at}.{key}"),
+                at.key(key),
                 format!("{key} is not allowed on a direct route"),
                 "a direct response is answered by the proxy itself; remove it",
             );
@@ -73,16 +66,16 @@ pub(crate) fn route(
         .retry
         .as_ref()
         .filter(|_| !direct)
-        .and_then(|r| retry(errors, &format!("{at}.retry"), r, timeout_ms));
+        .and_then(|r| retry(errors, at.key("retry"), r, timeout_ms));
     let fault = file
         .fault
         .as_ref()
         .filter(|_| !direct)
-        .and_then(|f| fault(errors, &format!("{at}.fault"), f));
+        .and_then(|f| fault(errors, at.key("fault"), f));
     let rate_limit = file
         .rate_limit
         .as_ref()
-        .and_then(|r| rate_limit(errors, &format!("{at}.rate_limit"), r));
+        .and_then(|r| rate_limit(errors, at.key("rate_limit"), r));
     if errors.0.len() != before {
         return None;
     }
@@ -101,33 +94,37 @@ pub(crate) fn route(
     })
 }
 
-fn route_match(errors: &mut Errors, at: &str, file: &RouteFile) -> Option<RouteMatch> {
+fn route_match(errors: &mut Errors, at: At<'_>, file: &RouteFile) -> Option<RouteMatch> {
     let mut out = RouteMatch::default();
     if let Some(pattern) = &file.host {
-        out.host = host(errors, &format!("{at}.host"), pattern);
+        out.host = host(errors, at.key("host"), pattern);
     }
-    let paths: Vec<(&str, &String)> = [
+    let candidates = [
         ("path", &file.path),
         ("path_prefix", &file.path_prefix),
         ("path_regex", &file.path_regex),
-    ]
-    .into_iter()
-    .filter_map(|(key, value)| value.as_ref().map(|v| (key, v)))
-    .collect();
-    match paths.as_slice() {
-        [] => {}
-        [(key, value)] => {
-            let key_path = format!("{at}.{key}");
-            out.path = match *key {
-                "path" => path(errors, &key_path, value, false),
-                "path_prefix" => path(errors, &key_path, value, true),
-                _ => anchored_regex(errors, &key_path, value).map(PathMatch::Regex),
+    ];
+    let mut given = candidates
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| (*key, v)));
+    match (given.next(), given.next()) {
+        (None, _) => {}
+        (Some((key, value)), None) => {
+            let key_path = at.key(key);
+            out.path = match key {
+                "path" => path(errors, key_path, value, false),
+                "path_prefix" => path(errors, key_path, value, true),
+                _ => anchored_regex(errors, key_path, value).map(PathMatch::Regex),
             };
         }
-        [_, (second, _), ..] => {
-            let keys: Vec<&str> = paths.iter().map(|(k, _)| *k).collect();
+        (Some(_), Some((second, _))) => {
+            let keys: Vec<&str> = candidates
+                .iter()
+                .filter(|(_, value)| value.is_some())
+                .map(|(k, _)| *k)
+                .collect();
             errors.add_hint(
-                format!("{at}.{second}"),
+                at.key(second),
                 format!(
                     "a route takes at most one of path, path_prefix, path_regex; found {}",
                     keys.join(", ")
@@ -139,40 +136,42 @@ fn route_match(errors: &mut Errors, at: &str, file: &RouteFile) -> Option<RouteM
     if let Some(methods) = &file.methods {
         if methods.is_empty() {
             errors.add_hint(
-                format!("{at}.methods"),
+                at.key("methods"),
                 "methods is empty and would match nothing",
                 "omit methods to match any method",
             );
         }
+        let methods_at = at.key("methods");
         for (i, m) in methods.iter().enumerate() {
-            if let Some(m) = method(errors, &format!("{at}.methods[{i}]"), m) {
+            if let Some(m) = method(errors, methods_at.index(i), m) {
                 if !out.methods.contains(&m) {
                     out.methods.push(m);
                 }
             }
         }
     }
+    let headers_at = at.key("headers");
     for (i, h) in file.headers.iter().flatten().enumerate() {
-        if let Some(h) = header_match(errors, &format!("{at}.headers[{i}]"), h) {
+        if let Some(h) = header_match(errors, headers_at.index(i), h) {
             out.headers.push(h);
         }
     }
     Some(out)
 }
 
-fn header_match(errors: &mut Errors, at: &str, file: &HeaderMatchFile) -> Option<HeaderMatch> {
-    let name = header_name(errors, &format!("{at}.name"), &file.name);
+fn header_match(errors: &mut Errors, at: At<'_>, file: &HeaderMatchFile) -> Option<HeaderMatch> {
+    let name = header_name(errors, at.key("name"), &file.name);
     let value = match (&file.value, &file.regex, file.present) {
         (Some(v), None, None) => {
-            header_value(errors, &format!("{at}.value"), v).map(HeaderValueMatch::Exact)
+            header_value(errors, at.key("value"), v).map(HeaderValueMatch::Exact)
         }
         (None, Some(r), None) => {
-            anchored_regex(errors, &format!("{at}.regex"), r).map(HeaderValueMatch::Regex)
+            anchored_regex(errors, at.key("regex"), r).map(HeaderValueMatch::Regex)
         }
         (None, None, Some(true)) => Some(HeaderValueMatch::Present),
         (None, None, Some(false)) => {
             errors.add_hint(
-                format!("{at}.present"),
+                at.key("present"),
                 "present = false is not supported",
                 "a header match can only require a header; remove this match",
             );
@@ -195,16 +194,16 @@ fn header_match(errors: &mut Errors, at: &str, file: &HeaderMatchFile) -> Option
 
 fn action(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &RouteFile,
     clusters: &ClusterNames<'_>,
 ) -> Option<RouteAction> {
     match (&file.cluster, &file.split, &file.direct) {
         (Some(name), None, None) => clusters
-            .resolve(errors, &format!("{at}.cluster"), name)
+            .resolve(errors, at.key("cluster"), name)
             .map(RouteAction::Cluster),
-        (None, Some(split), None) => split_action(errors, &format!("{at}.split"), split, clusters),
-        (None, None, Some(direct)) => direct_action(errors, &format!("{at}.direct"), direct),
+        (None, Some(split), None) => split_action(errors, at.key("split"), split, clusters),
+        (None, None, Some(direct)) => direct_action(errors, at.key("direct"), direct),
         (None, None, None) => {
             errors.add_hint(
                 at,
@@ -238,7 +237,7 @@ fn action(
 
 fn split_action(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     split: &[SplitFile],
     clusters: &ClusterNames<'_>,
 ) -> Option<RouteAction> {
@@ -254,10 +253,10 @@ fn split_action(
     let mut out = Vec::with_capacity(split.len());
     let mut total: u64 = 0;
     for (i, entry) in split.iter().enumerate() {
-        let cluster = clusters.resolve(errors, &format!("{at}[{i}].cluster"), &entry.cluster);
+        let cluster = clusters.resolve(errors, at.index(i).key("cluster"), &entry.cluster);
         let weight: Option<u32> = int_in(
             errors,
-            &format!("{at}[{i}].weight"),
+            at.index(i).key("weight"),
             entry.weight,
             1,
             i64::from(u32::MAX),
@@ -279,30 +278,30 @@ fn split_action(
     (errors.0.len() == before).then_some(RouteAction::Split(out))
 }
 
-fn direct_action(errors: &mut Errors, at: &str, direct: &DirectFile) -> Option<RouteAction> {
+fn direct_action(errors: &mut Errors, at: At<'_>, direct: &DirectFile) -> Option<RouteAction> {
     let before = errors.0.len();
-    let status: Option<u16> = int_in(errors, &format!("{at}.status"), direct.status, 200, 599);
+    let status: Option<u16> = int_in(errors, at.key("status"), direct.status, 200, 599);
     let body = direct.body.clone().unwrap_or_default();
     if body.len() > MAX_DIRECT_BODY {
         errors.add_hint(
-            format!("{at}.body"),
+            at.key("body"),
             format!("body is {} bytes, more than {MAX_DIRECT_BODY}", body.len()),
             "serve large content from an upstream",
         );
     }
     if matches!(status, Some(204 | 304)) && !body.is_empty() {
         errors.add_hint(
-            format!("{at}.body"),
+            at.key("body"),
             format!("status {} cannot have a body", direct.status),
             "remove body",
         );
     }
     let content_type = match &direct.content_type {
         Some(ct) if ct.trim().is_empty() => {
-            errors.add(format!("{at}.content_type"), "content_type is empty");
+            errors.add(at.key("content_type"), "content_type is empty");
             None
         }
-        Some(ct) => header_value(errors, &format!("{at}.content_type"), ct),
+        Some(ct) => header_value(errors, at.key("content_type"), ct),
         None => Some(crate::defaults::DIRECT_CONTENT_TYPE.to_string()),
     };
     if errors.0.len() != before {
@@ -315,14 +314,15 @@ fn direct_action(errors: &mut Errors, at: &str, direct: &DirectFile) -> Option<R
     }))
 }
 
-fn header_ops(errors: &mut Errors, at: &str, file: &Option<HeaderOpsFile>) -> HeaderOps {
+fn header_ops(errors: &mut Errors, at: At<'_>, file: &Option<HeaderOpsFile>) -> HeaderOps {
     let mut out = HeaderOps::default();
     let Some(file) = file else {
         return out;
     };
     let mut removed = BTreeSet::new();
+    let remove_at = at.key("remove");
     for (i, name) in file.remove.iter().enumerate() {
-        if let Some(name) = editable_header_name(errors, &format!("{at}.remove[{i}]"), name) {
+        if let Some(name) = editable_header_name(errors, remove_at.index(i), name) {
             if removed.insert(name.clone()) {
                 out.remove.push(name);
             }
@@ -333,14 +333,15 @@ fn header_ops(errors: &mut Errors, at: &str, file: &Option<HeaderOpsFile>) -> He
         ("add", &file.add, &mut out.add),
     ] {
         let mut seen = BTreeSet::new();
+        let map_at = at.key(key);
         for (name, value) in map {
-            let path = format!("{at}.{key}.{}", quote_key(name));
-            let name = editable_header_name(errors, &path, name);
-            let value = header_value(errors, &path, value);
+            let path = map_at.quoted(name);
+            let name = editable_header_name(errors, path, name);
+            let value = header_value(errors, path, value);
             if let (Some(name), Some(value)) = (name, value) {
                 if !seen.insert(name.clone()) {
                     errors.add_hint(
-                        &path,
+                        path,
                         format!("header \"{name}\" appears twice"),
                         "header names are case-insensitive; keep one",
                     );
@@ -351,17 +352,4 @@ fn header_ops(errors: &mut Errors, at: &str, file: &Option<HeaderOpsFile>) -> He
         }
     }
     out
-}
-
-/// Keys that are not bare TOML keys are written quoted in paths, as in the file.
-fn quote_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        key.to_string()
-    } else {
-        format!("{key:?}")
-    }
 }

@@ -2,6 +2,7 @@
 //! durations, sizes and socket addresses. Each reports its own error and returns
 //! `None` so callers can carry on with the rest of the file.
 
+use super::at::At;
 use crate::error::Errors;
 use crate::file::{DurationValue, SizeValue};
 use crate::units::{parse_duration_us, parse_size_int, parse_size_str, us_to_ms, UnitError};
@@ -10,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 /// An integer key that must lie in `min..=max`.
 pub(crate) fn int_in<T: TryFrom<i64>>(
     errors: &mut Errors,
-    path: &str,
+    path: At<'_>,
     value: i64,
     min: i64,
     max: i64,
@@ -26,12 +27,13 @@ pub(crate) fn int_in<T: TryFrom<i64>>(
     T::try_from(value).ok()
 }
 
-fn unit_error(errors: &mut Errors, path: &str, e: UnitError) {
+fn unit_error(errors: &mut Errors, path: At<'_>, e: UnitError) {
     let mut message = e.message;
     if message == "is empty" {
         message = "value is empty".to_string();
     }
-    let error = crate::error::ConfigError::new(path, message).with_optional_hint(e.hint);
+    let error =
+        crate::error::ConfigError::new(path.to_string(), message).with_optional_hint(e.hint);
     errors.push(error);
 }
 
@@ -39,7 +41,7 @@ fn unit_error(errors: &mut Errors, path: &str, e: UnitError) {
 /// fail every operation at once.
 pub(crate) fn duration_ms(
     errors: &mut Errors,
-    path: &str,
+    path: At<'_>,
     value: &DurationValue,
     allow_zero: bool,
 ) -> Option<u64> {
@@ -74,7 +76,7 @@ pub(crate) fn duration_ms(
 /// A size in bytes within `min..=max`.
 pub(crate) fn size_in(
     errors: &mut Errors,
-    path: &str,
+    path: At<'_>,
     value: &SizeValue,
     min: u64,
     max: u64,
@@ -111,7 +113,7 @@ pub(crate) enum AddrUse {
 
 pub(crate) fn socket_addr(
     errors: &mut Errors,
-    path: &str,
+    path: At<'_>,
     text: &str,
     use_: AddrUse,
 ) -> Option<SocketAddr> {
@@ -163,7 +165,7 @@ pub(crate) fn socket_addr(
 /// A required key the file left out.
 pub(crate) fn required<'a, T>(
     errors: &mut Errors,
-    path: &str,
+    path: At<'_>,
     value: &'a Option<T>,
 ) -> Option<&'a T> {
     if value.is_none() {
@@ -175,7 +177,7 @@ pub(crate) fn required<'a, T>(
 /// A name key: required and not blank, since names appear in metrics and messages.
 pub(crate) fn name<'a>(
     errors: &mut Errors,
-    path: &str,
+    path: At<'_>,
     value: &'a Option<String>,
 ) -> Option<&'a str> {
     let text = required(errors, path, value)?;

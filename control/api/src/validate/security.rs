@@ -4,6 +4,7 @@
 //! the dataplane reads them (and reports unreadable ones with their TOML path)
 //! before it binds anything.
 
+use super::at::At;
 use super::http::{header_name, header_value, method};
 use super::ClusterNames;
 use crate::error::Errors;
@@ -19,7 +20,7 @@ use std::collections::HashSet;
 /// ALPN ids the dataplane can serve behind TLS termination.
 const KNOWN_ALPN: &[&str] = &["http/1.1", "h2"];
 
-fn file_path(errors: &mut Errors, at: &str, value: &Option<String>) -> Option<String> {
+fn file_path(errors: &mut Errors, at: At<'_>, value: &Option<String>) -> Option<String> {
     match value {
         None => {
             errors.add(at, "required key is missing");
@@ -34,7 +35,7 @@ fn file_path(errors: &mut Errors, at: &str, value: &Option<String>) -> Option<St
 }
 
 /// `host.domain` or `*.domain`, lower-cased; `None` (with an error) otherwise.
-pub(crate) fn sni_name(errors: &mut Errors, at: &str, name: &str) -> Option<String> {
+pub(crate) fn sni_name(errors: &mut Errors, at: At<'_>, name: &str) -> Option<String> {
     let lower = name.trim_end_matches('.').to_ascii_lowercase();
     let host = lower.strip_prefix("*.").unwrap_or(&lower);
     let label_ok = |label: &str| {
@@ -58,7 +59,7 @@ pub(crate) fn sni_name(errors: &mut Errors, at: &str, name: &str) -> Option<Stri
 }
 
 /// A SPIFFE ID (`pattern`: `*` may stand for a whole path segment).
-pub(crate) fn spiffe(errors: &mut Errors, at: &str, text: &str, pattern: bool) -> Option<String> {
+pub(crate) fn spiffe(errors: &mut Errors, at: At<'_>, text: &str, pattern: bool) -> Option<String> {
     let hint = if pattern {
         "write spiffe://trust.domain/path, with * for one whole segment (spiffe://td/ns/*/sa/web)"
     } else {
@@ -99,7 +100,7 @@ pub(crate) fn spiffe(errors: &mut Errors, at: &str, text: &str, pattern: bool) -
 
 pub(crate) fn listener_tls(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: Option<&ListenerTlsFile>,
 ) -> Option<ListenerTls> {
     let Some(file) = file else {
@@ -115,20 +116,22 @@ pub(crate) fn listener_tls(
     let list = file.certificates.as_deref().unwrap_or(&[]);
     if list.is_empty() {
         errors.add_hint(
-            format!("{at}.certificates"),
+            at.key("certificates"),
             "no certificate given",
             "add certificates = [{ cert = \"server.pem\", key = \"server.key\" }]",
         );
     }
     let mut names = HashSet::new();
+    let certificates_at = at.key("certificates");
     for (i, cert) in list.iter().enumerate() {
-        let cat = format!("{at}.certificates[{i}]");
-        let pem = file_path(errors, &format!("{cat}.cert"), &cert.cert);
-        let key = file_path(errors, &format!("{cat}.key"), &cert.key);
+        let cat = certificates_at.index(i);
+        let pem = file_path(errors, cat.key("cert"), &cert.cert);
+        let key = file_path(errors, cat.key("key"), &cert.key);
         let mut sni = Vec::new();
+        let sni_at = cat.key("sni");
         for (j, name) in cert.sni.iter().flatten().enumerate() {
-            let nat = format!("{cat}.sni[{j}]");
-            if let Some(name) = sni_name(errors, &nat, name) {
+            let nat = sni_at.index(j);
+            if let Some(name) = sni_name(errors, nat, name) {
                 if !names.insert(name.clone()) {
                     errors.add_hint(
                         nat,
@@ -149,7 +152,7 @@ pub(crate) fn listener_tls(
             for (i, id) in list.iter().enumerate() {
                 if !KNOWN_ALPN.contains(&id.as_str()) {
                     errors.add_hint(
-                        format!("{at}.alpn[{i}]"),
+                        at.key("alpn").index(i),
                         format!("unknown ALPN id {id:?}"),
                         "use \"http/1.1\"",
                     );
@@ -172,24 +175,25 @@ pub(crate) fn mesh_mode(mode: Option<MeshModeFile>) -> Option<MeshMode> {
 /// conditions make sense (not on TCP listeners).
 pub(crate) fn policies(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     list: Option<&Vec<PolicyFile>>,
     http: bool,
 ) -> Vec<AuthzPolicy> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    let policy_at = at.key("policy");
     for (i, p) in list.into_iter().flatten().enumerate() {
-        let pat = format!("{at}.policy[{i}]");
+        let pat = policy_at.index(i);
         let before = errors.0.len();
         let name = p.name.clone().unwrap_or_else(|| format!("policy{i}"));
         if name.trim().is_empty() || name.chars().any(|c| c.is_control() || c == '"') {
             errors.add(
-                format!("{pat}.name"),
+                pat.key("name"),
                 "name is empty or has a control character or quote",
             );
         } else if !seen.insert(name.clone()) {
             errors.add_hint(
-                format!("{pat}.name"),
+                pat.key("name"),
                 format!("duplicate policy name \"{name}\""),
                 "policy names appear in metrics and logs; make them unique",
             );
@@ -199,7 +203,7 @@ pub(crate) fn policies(
             Some("deny") => Some(AuthzAction::Deny),
             Some(other) => {
                 errors.add_hint(
-                    format!("{pat}.action"),
+                    pat.key("action"),
                     format!("unknown action {other:?}"),
                     "use \"allow\" or \"deny\"",
                 );
@@ -207,7 +211,7 @@ pub(crate) fn policies(
             }
             None => {
                 errors.add_hint(
-                    format!("{pat}.action"),
+                    pat.key("action"),
                     "required key is missing",
                     "add action = \"allow\" or \"deny\"",
                 );
@@ -219,7 +223,7 @@ pub(crate) fn policies(
             .iter()
             .flatten()
             .enumerate()
-            .filter_map(|(j, peer)| spiffe(errors, &format!("{pat}.peers[{j}]"), peer, true))
+            .filter_map(|(j, peer)| spiffe(errors, pat.key("peers").index(j), peer, true))
             .collect();
         if !http {
             for (key, set) in [
@@ -240,13 +244,13 @@ pub(crate) fn policies(
         for (j, path) in p.paths.iter().flatten().enumerate() {
             if !path.starts_with('/') {
                 errors.add_hint(
-                    format!("{pat}.paths[{j}]"),
+                    pat.key("paths").index(j),
                     format!("path {path:?} does not start with /"),
                     "write /exact or /prefix/*",
                 );
             } else if path.trim_end_matches('*').contains('*') {
                 errors.add_hint(
-                    format!("{pat}.paths[{j}]"),
+                    pat.key("paths").index(j),
                     format!("path {path:?} has * other than at its end"),
                     "only a trailing * (prefix) is supported",
                 );
@@ -259,13 +263,14 @@ pub(crate) fn policies(
             .iter()
             .flatten()
             .enumerate()
-            .filter_map(|(j, m)| method(errors, &format!("{pat}.methods[{j}]"), m))
+            .filter_map(|(j, m)| method(errors, pat.key("methods").index(j), m))
             .collect();
         let mut headers = Vec::new();
+        let headers_at = pat.key("headers");
         for (j, h) in p.headers.iter().flatten().enumerate() {
-            let hat = format!("{pat}.headers[{j}]");
-            let name = header_name(errors, &format!("{hat}.name"), &h.name);
-            let value = header_value(errors, &format!("{hat}.value"), &h.value);
+            let hat = headers_at.index(j);
+            let name = header_name(errors, hat.key("name"), &h.name);
+            let value = header_value(errors, hat.key("value"), &h.value);
             if let (Some(name), Some(value)) = (name, value) {
                 headers.push((name.to_ascii_lowercase(), value));
             }
@@ -289,15 +294,16 @@ pub(crate) fn policies(
 
 pub(crate) fn sni_routes(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     list: Option<&Vec<SniRouteFile>>,
     clusters: &ClusterNames<'_>,
 ) -> Vec<SniRoute> {
     let mut out = Vec::new();
+    let sni_at = at.key("sni_routes");
     for (i, r) in list.into_iter().flatten().enumerate() {
-        let rat = format!("{at}.sni_routes[{i}]");
-        let sni = sni_name(errors, &format!("{rat}.sni"), &r.sni);
-        let cluster = clusters.resolve(errors, &format!("{rat}.cluster"), &r.cluster);
+        let rat = sni_at.index(i);
+        let sni = sni_name(errors, rat.key("sni"), &r.sni);
+        let cluster = clusters.resolve(errors, rat.key("cluster"), &r.cluster);
         if let (Some(sni), Some(cluster)) = (sni, cluster) {
             out.push(SniRoute { sni, cluster });
         }
@@ -307,14 +313,14 @@ pub(crate) fn sni_routes(
 
 pub(crate) fn cluster_tls(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     file: &ClusterTlsFile,
 ) -> Option<UpstreamTls> {
     let before = errors.0.len();
     let mesh = file.mesh.unwrap_or(false);
     let nonempty = |errors: &mut Errors, key: &str, v: &Option<String>| match v {
         Some(text) if text.trim().is_empty() => {
-            errors.add(format!("{at}.{key}"), "value is empty");
+            errors.add(at.key(key), "value is empty");
             None
         }
         other => other.clone(),
@@ -325,31 +331,28 @@ pub(crate) fn cluster_tls(
     let server_name = file
         .server_name
         .as_ref()
-        .and_then(|n| sni_name(errors, &format!("{at}.server_name"), n))
+        .and_then(|n| sni_name(errors, at.key("server_name"), n))
         .filter(|n| {
             let wildcard = n.starts_with("*.");
             if wildcard {
-                errors.add(
-                    format!("{at}.server_name"),
-                    "a server name cannot be a wildcard",
-                );
+                errors.add(at.key("server_name"), "a server name cannot be a wildcard");
             }
             !wildcard
         });
     let spiffe_id = file
         .spiffe_id
         .as_ref()
-        .and_then(|id| spiffe(errors, &format!("{at}.spiffe_id"), id, false));
+        .and_then(|id| spiffe(errors, at.key("spiffe_id"), id, false));
     if !mesh && ca.is_none() {
         errors.add_hint(
-            format!("{at}.ca"),
+            at.key("ca"),
             "TLS origination needs a CA bundle to verify the upstream",
             "add ca = \"ca.pem\", or mesh = true to use the mesh trust bundle",
         );
     }
     if !mesh && server_name.is_none() && spiffe_id.is_none() && file.server_name.is_none() {
         errors.add_hint(
-            format!("{at}.server_name"),
+            at.key("server_name"),
             "TLS origination needs the name the upstream must prove",
             "add server_name = \"api.internal\" or spiffe_id = \"spiffe://td/ns/x/sa/y\"",
         );
@@ -361,14 +364,14 @@ pub(crate) fn cluster_tls(
             "client_cert"
         };
         errors.add_hint(
-            format!("{at}.{missing}"),
+            at.key(missing),
             "client_cert and client_key go together",
             format!("add {missing}"),
         );
     }
     if mesh && client_cert.is_some() {
         errors.add_hint(
-            format!("{at}.client_cert"),
+            at.key("client_cert"),
             "a mesh cluster presents this dataplane's SVID",
             "remove client_cert/client_key, or mesh = true",
         );
@@ -389,7 +392,7 @@ pub(crate) fn mesh(errors: &mut Errors, file: Option<&MeshFile>) -> Option<MeshS
     let trust_domain = match &file.trust_domain {
         Some(td) => spiffe(
             errors,
-            "mesh.trust_domain",
+            At::Path("mesh.trust_domain"),
             &format!("spiffe://{td}"),
             false,
         )
@@ -397,7 +400,7 @@ pub(crate) fn mesh(errors: &mut Errors, file: Option<&MeshFile>) -> Option<MeshS
         .map(|_| td.clone()),
         None => {
             errors.add_hint(
-                "mesh.trust_domain",
+                At::Path("mesh.trust_domain"),
                 "required key is missing",
                 "add trust_domain = \"example.org\"",
             );
@@ -408,9 +411,9 @@ pub(crate) fn mesh(errors: &mut Errors, file: Option<&MeshFile>) -> Option<MeshS
     let any = given.iter().any(|v| v.is_some());
     let (mut cert, mut key, mut bundle) = (None, None, None);
     if any {
-        cert = file_path(errors, "mesh.cert", &file.cert);
-        key = file_path(errors, "mesh.key", &file.key);
-        bundle = file_path(errors, "mesh.bundle", &file.bundle);
+        cert = file_path(errors, At::Path("mesh.cert"), &file.cert);
+        key = file_path(errors, At::Path("mesh.key"), &file.key);
+        bundle = file_path(errors, At::Path("mesh.bundle"), &file.bundle);
     }
     if errors.0.len() != before {
         return None;
@@ -426,7 +429,7 @@ pub(crate) fn mesh(errors: &mut Errors, file: Option<&MeshFile>) -> Option<MeshS
 /// `identity_header`: a valid header name, lower-cased.
 pub(crate) fn identity_header(
     errors: &mut Errors,
-    at: &str,
+    at: At<'_>,
     name: &Option<String>,
 ) -> Option<String> {
     let name = name.as_ref()?;
