@@ -209,4 +209,6 @@ impl<'a> ClusterNames<'a> {
 }
 
 #[cfg(test)]
+mod resilience_tests;
+#[cfg(test)]
 mod tests;
