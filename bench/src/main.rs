@@ -1,18 +1,29 @@
 //! ringmesh-bench: `demo` (the README's first command) and the proxy benchmarks
-//! (`http`, `l4`) that compare ringmesh with a direct connection, nginx and HAProxy.
+//! (`http`, `l4`, `tls`) that compare ringmesh with a direct connection, nginx and
+//! HAProxy.
 
+mod connload;
 mod cpu;
 mod demo;
 mod peers;
 mod procs;
 mod report;
 mod scenario;
+mod svg;
 mod swap;
+mod tls;
 mod wrk;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// `--tls`: termination with keep-alive, then a new connection per request.
+const TLS_LAYERS: [peers::Layer; 3] = [
+    peers::Layer::Tls,
+    peers::Layer::TlsNew,
+    peers::Layer::TlsResumed,
+];
 
 #[derive(Parser)]
 #[command(name = "ringmesh-bench", version, about)]
@@ -29,6 +40,11 @@ enum Cmd {
     Http(scenario::BenchArgs),
     /// L4 benchmark: TCP relay of the same HTTP/1.1 load.
     L4(scenario::BenchArgs),
+    /// TLS termination benchmark: keep-alive, then full and resumed handshakes.
+    Tls(scenario::BenchArgs),
+    /// One new connection per request, closed loop (run by the TLS scenarios).
+    #[command(hide = true)]
+    ConnLoad(connload::ConnLoadArgs),
     /// Table-swap latency (SIGHUP → last acknowledgement) with a large table.
     Swap(swap::SwapArgs),
 }
@@ -42,9 +58,14 @@ fn main() -> ExitCode {
             if a.l4 {
                 layers.push(peers::Layer::L4);
             }
+            if a.tls {
+                layers.extend(TLS_LAYERS);
+            }
             scenario::run(&layers, a)
         }
         Cmd::L4(a) => scenario::run(&[peers::Layer::L4], a),
+        Cmd::Tls(a) => scenario::run(&TLS_LAYERS, a),
+        Cmd::ConnLoad(a) => connload::main(a),
         Cmd::Swap(a) => swap::run(a),
     };
     match res {

@@ -1,17 +1,22 @@
 //! The proxy benchmark: for each response size, one upstream (`ringmesh-loadgen
 //! serve`, one worker) and wrk share core 0; each proxy in turn gets core 1. Closed
 //! loop with wrk; CPU time of the proxy from /proc before and after; RSS at the end.
+//! The TLS layers put the proxies behind one certificate; their connection-per-request
+//! variants drive load with this binary's `conn-load` instead of wrk.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::connload;
 use crate::cpu;
 use crate::peers::{self, Layer, Proxy, Start};
 use crate::procs::{self, TempDir};
 use crate::report::{self, Report, Row};
-use crate::wrk;
+use crate::tls;
+use crate::wrk::{self, WrkResult};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -33,6 +38,10 @@ pub struct BenchArgs {
     /// Also run the L4 scenario (TCP relay) in the same run.
     #[arg(long)]
     pub l4: bool,
+    /// Also run the TLS scenarios: termination with keep-alive, and one new
+    /// connection per request with a full or a resumed handshake.
+    #[arg(long)]
+    pub tls: bool,
     /// The upstream: `loadgen` (ringmesh-loadgen serve, always available) or
     /// `nginx` (a static file, when installed).
     #[arg(long, default_value = "loadgen")]
@@ -57,6 +66,36 @@ pub const METHOD: &str =
 keep-alive on both sides (nginx keepalive 64 + proxy_http_version 1.1, haproxy http-reuse always); \
 closed loop wrk -t1 -cN; proxy CPU = utime+stime of all its threads from /proc/PID/stat \
 over the measured run / requests; RSS = VmRSS after the run";
+
+/// Added to the method when TLS layers ran.
+const TLS_METHOD: &str = "TLS: every proxy gets the same certificate and key (ECDSA P-256 leaf signed by an \
+ECDSA P-256 CA, minted with rcgen), TLS 1.3 (nginx ssl_protocols TLSv1.3, haproxy ssl-min-ver TLSv1.3; \
+ringmesh's https listener also accepts 1.2; both clients negotiate 1.3), cipher suites, groups and session \
+settings at each proxy's defaults (the negotiated column says what the client got); the connection-per-request \
+tables use the bench's rustls client (`conn-load`, TLS 1.3 only, one thread per connection, pinned like wrk) \
+because wrk resumes the previous session when it reconnects";
+
+/// How one row's load is driven.
+enum Load<'a> {
+    /// wrk, closed loop over keep-alive connections.
+    Wrk { url: String, script: &'a Path },
+    /// `conn-load`: a new connection per request, TLS when `ca` is given.
+    Conn {
+        exe: &'a Path,
+        addr: SocketAddr,
+        ca: Option<&'a Path>,
+        resume: bool,
+    },
+}
+
+/// The settings every measurement of a run shares.
+struct Measure {
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+    cpu_load: Option<usize>,
+    tck: f64,
+}
 
 pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
     if !procs::have("wrk") {
@@ -89,6 +128,31 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
         );
     }
     let mut tmp = TempDir::new("ringmesh-bench")?;
+    let script = wrk::write_script(tmp.path())?;
+    let tls_files = if layers.iter().any(|l| l.is_tls()) {
+        Some(tls::write_pki(tmp.path())?)
+    } else {
+        None
+    };
+    let conn_load = if layers.iter().any(|l| l.per_connection()) {
+        Some(connload::copy_self(tmp.path())?)
+    } else {
+        None
+    };
+    let setup = peers::Setup {
+        bins: &bins,
+        driver: &args.driver,
+        dir: tmp.path(),
+        cpu: cpu_proxy,
+        tls: tls_files.as_ref(),
+    };
+    let m = Measure {
+        connections: args.connections,
+        warmup,
+        measure,
+        cpu_load,
+        tck,
+    };
     let proxies: Vec<Proxy> = Proxy::ALL
         .into_iter()
         .filter(|p| args.only.is_empty() || args.only.iter().any(|o| o == p.name()))
@@ -97,7 +161,13 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
     let mut rows = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         for &layer in layers {
-            for &size in &args.sizes {
+            // A handshake costs the same whatever follows it: one (the smallest) size.
+            let sizes: Vec<usize> = if layer.per_connection() {
+                args.sizes.iter().copied().min().into_iter().collect()
+            } else {
+                args.sizes.clone()
+            };
+            for &size in &sizes {
                 let up_port = procs::free_port()?;
                 let mut upstream =
                     start_upstream(&args.upstream, &bins, up_port, size, cpu_load, tmp.path())?;
@@ -110,15 +180,7 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
                     let (port, running) = if proxy == Proxy::Direct {
                         (up_port, None)
                     } else {
-                        match peers::start(
-                            proxy,
-                            layer,
-                            up_port,
-                            &bins,
-                            &args.driver,
-                            tmp.path(),
-                            cpu_proxy,
-                        ) {
+                        match peers::start(proxy, layer, up_port, &setup) {
                             Ok(Start::Running(r)) => (r.port, Some(r)),
                             Ok(Start::Skipped(why)) => {
                                 eprintln!("bench: {} skipped: {why}", proxy.name());
@@ -137,19 +199,33 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
                             }
                         }
                     };
-                    let url = format!("http://127.0.0.1:{port}/");
+                    // `direct` is always plaintext: the upstream speaks no TLS.
+                    let tls_here = layer.is_tls() && proxy != Proxy::Direct;
+                    let load = if let (true, Some(exe)) = (layer.per_connection(), &conn_load) {
+                        Load::Conn {
+                            exe,
+                            addr: procs::loopback(port),
+                            ca: tls_files
+                                .as_ref()
+                                .filter(|_| tls_here)
+                                .map(|f| f.ca.as_path()),
+                            resume: layer == Layer::TlsResumed,
+                        }
+                    } else {
+                        let scheme = if tls_here { "https" } else { "http" };
+                        Load::Wrk {
+                            url: format!("{scheme}://127.0.0.1:{port}/"),
+                            script: &script,
+                        }
+                    };
                     let row = measure_one(
                         layer,
                         size,
                         proxy,
-                        &url,
+                        &load,
                         running.as_deref(),
                         upstream.pid(),
-                        args.connections,
-                        warmup,
-                        measure,
-                        cpu_load,
-                        tck,
+                        &m,
                     );
                     if let Some(mut r) = running {
                         let (_, in_time) = r.proc.terminate(Duration::from_secs(10));
@@ -188,8 +264,13 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
         command: command_line(),
         machine,
         method: format!(
-            "{METHOD}; upstream = {}; load average before the run {}; {} s measured after {} s warm-up, {} connections",
+            "{METHOD}; upstream = {}; {}load average before the run {}; {} s measured after {} s warm-up, {} connections",
             upstream_desc(&args.upstream),
+            if tls_files.is_some() {
+                format!("{TLS_METHOD}; ")
+            } else {
+                String::new()
+            },
             load_before,
             measure.as_secs(),
             warmup.as_secs(),
@@ -205,6 +286,16 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| bench_dir.join("RESULTS.md"));
     std::fs::write(&results, &md).with_context(|| format!("writing {}", results.display()))?;
+    // The plots sit next to the Markdown that links them by bare file name.
+    let plot_dir = results
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    for (name, svg) in report::plots(&report) {
+        let path = plot_dir.join(name);
+        std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        println!("bench: wrote {}", path.display());
+    }
     let out_dir = bench_dir.join("out");
     std::fs::create_dir_all(&out_dir)?;
     let json_path = out_dir.join(format!("bench-{}.json", report.date.replace(':', "")));
@@ -279,27 +370,46 @@ fn start_upstream(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Drives `load` for `duration`.
+fn drive(load: &Load, m: &Measure, duration: Duration) -> anyhow::Result<WrkResult> {
+    match load {
+        Load::Wrk { url, script } => {
+            wrk::run(url, m.connections, duration, m.cpu_load, Some(script))
+        }
+        Load::Conn {
+            exe,
+            addr,
+            ca,
+            resume,
+        } => connload::spawn(
+            exe,
+            *addr,
+            *ca,
+            *resume,
+            m.connections,
+            duration,
+            m.cpu_load,
+        ),
+    }
+}
+
 fn measure_one(
     layer: Layer,
     size: usize,
     proxy: Proxy,
-    url: &str,
+    load: &Load,
     running: Option<&peers::Running>,
     upstream_pid: u32,
-    connections: usize,
-    warmup: Duration,
-    measure: Duration,
-    cpu_load: Option<usize>,
-    tck: f64,
+    m: &Measure,
 ) -> anyhow::Result<Row> {
-    wrk::run(url, connections, warmup, cpu_load).context("warm-up")?;
+    drive(load, m, m.warmup).context("warm-up")?;
     let pids: Vec<u32> = running.map(|r| r.pids.clone()).unwrap_or_default();
     let p0 = cpu::cpu_ticks_all(&pids)?;
     let u0 = cpu::cpu_ticks(upstream_pid)?;
-    let w = wrk::run(url, connections, measure, cpu_load)?;
+    let w = drive(load, m, m.measure)?;
     let p1 = cpu::cpu_ticks_all(&pids)?;
     let u1 = cpu::cpu_ticks(upstream_pid)?;
+    let tck = m.tck;
     let per_req = |ticks: u64| ticks as f64 / tck * 1e6 / w.requests.max(1) as f64;
     let affinity = pids
         .first()
@@ -328,6 +438,8 @@ fn measure_one(
         },
         errors: w.non_2xx + w.socket_errors,
         affinity,
+        percentiles: w.percentiles,
+        negotiated: running.and_then(|r| r.negotiated.clone()),
     })
 }
 

@@ -1,13 +1,22 @@
 //! Running wrk (pinned to a core) and reading its text output: throughput, latency
-//! percentiles, errors.
+//! percentiles, errors. A small Lua script adds the tail percentiles that
+//! `--latency` does not print (99.9, 99.99) for the latency plots.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// The percentiles the latency plots show (wrk's `--latency` prints up to 99).
+pub const PERCENTILES: [f64; 6] = [50.0, 75.0, 90.0, 99.0, 99.9, 99.99];
+
+/// Marks the script's lines in wrk's output.
+const PERCENTILE_TAG: &str = "ringmesh-bench-percentile";
+
+/// What one load run measured: wrk's, or the connection-per-request client's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WrkResult {
     pub requests: u64,
     pub seconds: f64,
@@ -17,14 +26,36 @@ pub struct WrkResult {
     pub p99_us: f64,
     pub non_2xx: u64,
     pub socket_errors: u64,
+    /// `(percentile, µs)` for [`PERCENTILES`], when the script ran.
+    #[serde(default)]
+    pub percentiles: Vec<(f64, f64)>,
 }
 
-/// `wrk -t1 -cC -dD --latency URL`, under `taskset -c CPU` when given.
+/// Writes the `done()` script that prints [`PERCENTILES`] into `dir`. wrk calls
+/// `done` once after the run, so it costs nothing per request.
+pub fn write_script(dir: &Path) -> anyhow::Result<PathBuf> {
+    let list: Vec<String> = PERCENTILES.iter().map(|p| p.to_string()).collect();
+    let text = format!(
+        "-- Written by ringmesh-bench: latency percentiles beyond wrk --latency.\n\
+         done = function(summary, latency, requests)\n\
+         \x20 for _, p in ipairs({{{}}}) do\n\
+         \x20   io.write(string.format(\"{PERCENTILE_TAG} %g %d\\n\", p, latency:percentile(p)))\n\
+         \x20 end\n\
+         end\n",
+        list.join(", ")
+    );
+    let path = dir.join("percentiles.lua");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// `wrk -t1 -cC -dD --latency [-s SCRIPT] URL`, under `taskset -c CPU` when given.
 pub fn run(
     url: &str,
     connections: usize,
     duration: Duration,
     cpu: Option<usize>,
+    script: Option<&Path>,
 ) -> anyhow::Result<WrkResult> {
     let secs = duration.as_secs().max(1);
     let mut cmd = match cpu {
@@ -40,8 +71,11 @@ pub fn run(
         &format!("-c{connections}"),
         &format!("-d{secs}s"),
         "--latency",
-        url,
     ]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.arg(url);
     let out = cmd.output().context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -96,6 +130,11 @@ pub fn parse(text: &str) -> anyhow::Result<WrkResult> {
                 r.seconds = parse_seconds(secs).ok_or_else(|| anyhow!("bad duration {secs:?}"))?;
                 saw_total = true;
             }
+            [tag, p, us] if *tag == PERCENTILE_TAG => {
+                if let (Ok(p), Ok(us)) = (p.parse(), us.parse()) {
+                    r.percentiles.push((p, us));
+                }
+            }
             ["Requests/sec:", v] => r.rps = v.parse().unwrap_or_default(),
             ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().unwrap_or_default(),
             ["Socket", "errors:", rest @ ..] => {
@@ -132,6 +171,8 @@ mod tests {
   Non-2xx or 3xx responses: 12
 Requests/sec:  50000.00
 Transfer/sec:      6.00MB
+ringmesh-bench-percentile 99.9 2100
+ringmesh-bench-percentile 99.99 4800
 ";
 
     #[test]
@@ -145,6 +186,20 @@ Transfer/sec:      6.00MB
         assert_eq!(r.p99_us, 1600.0);
         assert_eq!(r.non_2xx, 12);
         assert_eq!(r.socket_errors, 3);
+        assert_eq!(r.percentiles, vec![(99.9, 2100.0), (99.99, 4800.0)]);
+    }
+
+    #[test]
+    fn script_prints_every_percentile() {
+        let dir = crate::procs::TempDir::new("ringmesh-bench-wrk-test")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let path = write_script(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            text.contains("ipairs({50, 75, 90, 99, 99.9, 99.99})"),
+            "{text}"
+        );
+        assert!(text.contains("latency:percentile(p)"), "{text}");
     }
 
     #[test]
