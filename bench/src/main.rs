@@ -5,6 +5,7 @@
 mod connload;
 mod cpu;
 mod demo;
+mod generators;
 mod peers;
 mod procs;
 mod report;
@@ -47,6 +48,9 @@ enum Cmd {
     ConnLoad(connload::ConnLoadArgs),
     /// Table-swap latency (SIGHUP → last acknowledgement) with a large table.
     Swap(swap::SwapArgs),
+    /// ringmesh-loadgen against wrk and oha on the same target: cost per request,
+    /// and open-loop percentiles against oha's wrk2-style latency correction.
+    Generators(generators::GeneratorArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Cmd::Tls(a) => scenario::run(&TLS_LAYERS, a),
         Cmd::ConnLoad(a) => connload::main(a),
         Cmd::Swap(a) => swap::run(a),
+        Cmd::Generators(a) => generators::run(a),
     };
     match res {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

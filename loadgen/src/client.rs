@@ -1,65 +1,58 @@
-//! The HTTP/1.1 keep-alive client side: the target URL, one connection, one request
-//! at a time, responses framed by Content-Length, chunked encoding or close.
+//! The client side of one connection: connect (TCP, then TLS when asked), then one
+//! request at a time: an HTTP/1.1 GET whose response is framed by Content-Length,
+//! chunked encoding or close, or a fixed-size echo.
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
-use crate::wire::{has_token, parse_len, BufStream};
+use crate::target::{Proto, Target};
+use crate::wire::{has_token, nodelay, parse_len, BufStream, Stream};
 
 /// Longest response head or chunk-size line accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// Where the load goes: a resolved address plus what to put in the request line.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub addr: SocketAddr,
-    /// `Host` header value, as written in the URL.
-    pub host: String,
-    /// Path and query, starting with `/`.
-    pub path: String,
+/// What every connection of a run needs to connect, built once per worker.
+#[derive(Clone)]
+pub struct Dialer {
+    pub target: Target,
+    /// Set for `https://` and `tls://`.
+    pub tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// The request (HTTP) or message (echo) every request writes.
+    pub req: Vec<u8>,
 }
 
-impl Target {
-    /// Parses `http://host[:port][/path]` and resolves the host.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+impl Dialer {
+    pub fn new(
+        target: &Target,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        size: usize,
+    ) -> anyhow::Result<Self> {
+        let tls = match tls {
+            Some(cfg) => Some((
+                monoio_rustls::TlsConnector::from(cfg),
+                crate::tls::server_name(&target.hostname)?,
+            )),
+            None => None,
         };
-        if authority.is_empty() {
-            return Err(format!("{url:?}: missing host"));
-        }
-        let with_port = if authority.ends_with(']') || !authority.contains(':') {
-            format!("{authority}:80")
-        } else {
-            authority.to_string()
-        };
-        let addr = with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("{url:?}: cannot resolve {with_port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{url:?}: {with_port} resolves to no address"))?;
         Ok(Self {
-            addr,
-            host: authority.to_string(),
-            path: path.to_string(),
+            target: target.clone(),
+            tls,
+            req: target.request_bytes(size),
         })
     }
+}
 
-    /// The request every connection sends, built once.
-    pub fn request_bytes(&self) -> Vec<u8> {
-        format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringmesh-loadgen\r\nAccept: */*\r\n\r\n",
-            self.path, self.host
-        )
-        .into_bytes()
-    }
+/// Whether a connect error means this machine ran out of descriptors or local
+/// ports: then the figures describe the generator, not the target.
+pub fn is_local_exhaustion(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error().is_some_and(|n| {
+        [Errno::EMFILE, Errno::ENFILE, Errno::EADDRNOTAVAIL].contains(&Errno::from_raw(n))
+    })
 }
 
 /// Why a request got no complete response.
@@ -107,17 +100,30 @@ enum Framing {
 /// One keep-alive connection to the target.
 pub struct Conn {
     io: BufStream,
+    proto: Proto,
     req: Vec<u8>,
     /// Value of the last response's `x-upstream` header (empty when absent).
     pub upstream: Vec<u8>,
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr, req: Vec<u8>) -> io::Result<Self> {
-        let stream = TcpStream::connect_addr(addr).await?;
+    pub async fn connect(d: &Dialer) -> io::Result<Self> {
+        let tcp = TcpStream::connect_addr(d.target.addr).await?;
+        nodelay(&tcp);
+        let stream = match &d.tls {
+            None => Stream::Plain(tcp),
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(io::Error::from)?;
+                Stream::TlsClient(Box::new(tls))
+            }
+        };
         Ok(Self {
             io: BufStream::new(stream),
-            req,
+            proto: d.target.proto,
+            req: d.req.clone(),
             upstream: Vec::new(),
         })
     }
@@ -126,8 +132,18 @@ impl Conn {
     pub async fn request(&mut self) -> Result<Response, ReqError> {
         let req = std::mem::take(&mut self.req);
         let (res, req) = self.io.write_all(req).await;
+        let len = req.len();
         self.req = req;
         res?;
+        if self.proto == Proto::Echo {
+            if !self.io.discard(len).await? {
+                return Err(ReqError::Closed);
+            }
+            return Ok(Response {
+                status: 200,
+                close: false,
+            });
+        }
         let (status, framing, close) = loop {
             if let Some(head) = self.parse_head()? {
                 break head;
@@ -236,15 +252,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_urls() {
-        let t = Target::parse("http://127.0.0.1:8080/a?b=1").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.addr.port(), 8080);
-        assert_eq!(t.host, "127.0.0.1:8080");
-        assert_eq!(t.path, "/a?b=1");
-        let t = Target::parse("http://127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.addr.port(), 80);
-        assert_eq!(t.path, "/");
-        assert!(Target::parse("https://127.0.0.1/").is_err());
-        assert!(Target::parse("http:///x").is_err());
+    fn classifies_local_exhaustion() {
+        for errno in [23, 24, 99] {
+            assert!(is_local_exhaustion(&io::Error::from_raw_os_error(errno)));
+        }
+        // ECONNREFUSED is the target's answer, not ours.
+        assert!(!is_local_exhaustion(&io::Error::from_raw_os_error(111)));
+        assert!(!is_local_exhaustion(&io::Error::other("x")));
     }
 }

@@ -1,6 +1,7 @@
 //! Runtime plumbing shared by `serve` and `run`: one monoio runtime per worker thread
 //! (io_uring when the kernel allows it, epoll otherwise) and `SO_REUSEPORT` listeners.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -13,10 +14,33 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// allowed (e.g. Docker's default seccomp profile). The timer is enabled because
 /// request timeouts and `--delay-ms` need it.
 pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
+    // The kernel may end a thread's timed sleep up to its timer slack late
+    // (50 µs by default), which would be the floor of every send; 1 ns turns
+    // that off for this thread. Best effort: without it sends are later.
+    let _ = nix::sys::prctl::set_timerslack(1);
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
+    URING.set(matches!(rt, monoio::FusionRuntime::Uring(_)));
     Ok(rt.block_on(fut))
+}
+
+thread_local! {
+    static URING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the runtime on this thread runs on io_uring (else epoll).
+pub fn is_uring() -> bool {
+    URING.get()
+}
+
+/// The driver's name, for logs and reports.
+pub fn driver_name() -> &'static str {
+    if is_uring() {
+        "io_uring"
+    } else {
+        "epoll"
+    }
 }
 
 /// Binds a listening socket with `SO_REUSEPORT`, so each worker can own one socket

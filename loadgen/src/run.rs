@@ -1,42 +1,62 @@
 //! The load: worker threads, each with its own monoio runtime, its share of the
 //! connections and of the rate.
 //!
-//! Open loop (`--rate`): every request has an intended send time on a fixed
-//! schedule. A pacer thread per worker sleeps with the kernel's high-resolution
-//! timer and ticks the worker through a socket pair (monoio's own timer has 1 ms
-//! granularity, too coarse for a schedule); the worker then queues every request
-//! that is due. Free connections take requests from the queue in order; when all are
-//! busy, requests wait there instead of being dropped, and their latency still counts
-//! from the intended time, so a slow target cannot hide its stalls (no coordinated
-//! omission). Closed loop (no `--rate`): each connection sends as fast as answers come.
+//! Open loop (`--rate` or `--schedule`): every request has an intended send time
+//! from the arrival process (see `schedule`). Each worker runs a pacer task that
+//! waits for the next intended time with the precise timer (`timer`: timerfd via
+//! io_uring, then a short spin) and queues the request. Free connections take
+//! requests from the queue in order; when all are busy, requests wait there
+//! instead of being dropped, and their latency still counts from the intended
+//! time, so a slow target cannot hide its stalls (no coordinated omission).
+//! Closed loop (no rate): each connection sends as fast as answers come.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::io::Write;
-use std::os::unix::net::UnixStream as StdUnixStream;
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
-use monoio::io::AsyncReadRent;
 
-use crate::client::{Conn, Target};
+use crate::client::{is_local_exhaustion, Conn, Dialer};
+use crate::cpu::{self, CpuTimes};
+use crate::dispatch::{Dispatch, Slot};
+use crate::progress::{self, Counters};
 use crate::rt;
+use crate::schedule::{Arrival, Arrivals, Profile};
 use crate::stats::Stats;
+use crate::target::Target;
+use crate::timer::Timer;
 
+/// How much load, and when.
 #[derive(Debug, Clone)]
+pub enum Load {
+    /// Intended send times from a rate schedule and an arrival process.
+    Open {
+        profile: Profile,
+        arrival: Arrival,
+        seed: u64,
+    },
+    /// Each connection sends its next request when the previous one is answered.
+    Closed { duration: Duration },
+}
+
+#[derive(Clone)]
 pub struct RunConfig {
     pub target: Target,
-    /// Requests per second in total; `None` for closed loop.
-    pub rate: Option<f64>,
-    pub duration: Duration,
+    pub load: Load,
     pub connections: usize,
     pub workers: usize,
     /// Per request (and per connect); a timed-out request counts as an error.
     pub timeout: Duration,
     /// Schedule-lag p99 above this makes the run INVALID.
     pub max_lag: Duration,
+    /// Message size for `tcp://` and `tls://` echo targets.
+    pub size: usize,
+    /// Set for `https://` and `tls://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Draw the live progress line on stderr.
+    pub progress: bool,
 }
 
 impl RunConfig {
@@ -44,6 +64,30 @@ impl RunConfig {
     pub fn effective_workers(&self) -> usize {
         self.workers.clamp(1, self.connections.max(1))
     }
+
+    /// Mean rate of the schedule (open loop).
+    pub fn target_rate(&self) -> Option<f64> {
+        match &self.load {
+            Load::Open { profile, .. } => Some(profile.mean_rate()),
+            Load::Closed { .. } => None,
+        }
+    }
+
+    pub fn duration(&self) -> Duration {
+        match &self.load {
+            Load::Open { profile, .. } => profile.duration(),
+            Load::Closed { duration } => *duration,
+        }
+    }
+}
+
+/// CPU used by this process during the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    pub times: CpuTimes,
+    pub wall: Duration,
+    /// (user + system) / (wall × workers), in percent.
+    pub percent: f64,
 }
 
 pub struct Outcome {
@@ -52,6 +96,36 @@ pub struct Outcome {
     pub achieved_rate: f64,
     /// Seconds the rate was measured over.
     pub measured: Duration,
+    pub cpu: CpuUse,
+    /// `io_uring` or `epoll`.
+    pub driver: &'static str,
+    /// Whether the workers paced with the timerfd (else monoio's 1 ms wheel).
+    pub precise_timer: bool,
+}
+
+impl Outcome {
+    /// The outcome when the target refused the probe connect: nothing was sent.
+    pub fn unreachable() -> anyhow::Result<Self> {
+        let mut stats = Stats::new()?;
+        stats.connect_errors = 1;
+        Ok(Self {
+            stats,
+            achieved_rate: 0.0,
+            measured: Duration::ZERO,
+            cpu: CpuUse::default(),
+            driver: "none",
+            precise_timer: false,
+        })
+    }
+
+    /// The latency a user sees: response time in open loop, service time in
+    /// closed loop (where there is no intended send time).
+    pub fn stats_latency(&self, cfg: &RunConfig) -> &hdrhistogram::Histogram<u64> {
+        match cfg.load {
+            Load::Open { .. } => &self.stats.response,
+            Load::Closed { .. } => &self.stats.service,
+        }
+    }
 }
 
 /// Time for every connection to be established before the first request is due.
@@ -60,143 +134,156 @@ const WARMUP: Duration = Duration::from_millis(300);
 const QUEUED_AFTER: Duration = Duration::from_millis(1);
 
 pub fn run(cfg: &RunConfig) -> anyhow::Result<Outcome> {
-    // The kernel may fire a sleeping thread's timer up to its timer slack late
-    // (50 µs by default). Threads inherit the slack of the thread that creates them,
-    // and only the main thread's can be set through /proc, so set it before the
-    // pacers are spawned. Best effort: without it the pacers are ~50 µs later.
-    let _ = std::fs::write("/proc/self/timerslack_ns", "1");
     let workers = cfg.effective_workers();
-    let start = Instant::now() + WARMUP;
+    let cpu_before = cpu::cpu_times(None)?;
+    let wall_start = Instant::now();
+    let start = wall_start + WARMUP;
+    let counters: Vec<Arc<Counters>> = (0..workers).map(|_| Arc::default()).collect();
     let mut handles = Vec::with_capacity(workers);
-    for w in 0..workers {
+    for (w, counter) in counters.iter().enumerate() {
         let cfg = cfg.clone();
+        let counter = counter.clone();
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{w}"))
-            .spawn(move || worker(&cfg, w, workers, start))
+            .spawn(move || worker(&cfg, w, workers, start, &counter))
             .context("spawning a worker thread")?;
         handles.push(h);
     }
+    if cfg.progress {
+        let finished = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                progress::draw_until(
+                    &counters,
+                    start,
+                    |t| match &cfg.load {
+                        Load::Open { profile, .. } => Some(profile.rate_at(t)),
+                        Load::Closed { .. } => None,
+                    },
+                    || finished.load(Ordering::Relaxed),
+                )
+            });
+            while !handles.iter().all(|h| h.is_finished()) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            finished.store(true, Ordering::Relaxed);
+        });
+    }
     let mut stats = Stats::new()?;
+    let mut driver = "io_uring";
+    let mut precise_timer = true;
     for h in handles {
-        let s = h
+        let w = h
             .join()
             .map_err(|_| anyhow!("a worker thread panicked"))??;
-        stats.merge(&s)?;
+        stats.merge(&w.stats)?;
+        if w.driver != "io_uring" {
+            driver = w.driver;
+        }
+        precise_timer &= w.precise_timer;
     }
-    let (achieved_rate, measured) = match cfg.rate {
-        Some(_) => {
+    let wall = wall_start.elapsed();
+    let times = cpu::cpu_times(None)?.since(&cpu_before);
+    let cpu = CpuUse {
+        times,
+        wall,
+        percent: times.total().as_secs_f64() * 100.0 / (wall.as_secs_f64() * workers as f64),
+    };
+    let duration = cfg.duration();
+    let (achieved_rate, measured) = match cfg.load {
+        Load::Open { .. } => {
             // Sent requests over the schedule's span, or longer when sending ran late.
-            let span = cfg.duration.max(Duration::from_nanos(stats.last_send_ns));
+            let span = duration.max(Duration::from_nanos(stats.last_send_ns));
             (stats.sent as f64 / span.as_secs_f64(), span)
         }
-        None => (
-            stats.total() as f64 / cfg.duration.as_secs_f64(),
-            cfg.duration,
-        ),
+        Load::Closed { .. } => (stats.total() as f64 / duration.as_secs_f64(), duration),
     };
     Ok(Outcome {
         stats,
         achieved_rate,
         measured,
+        cpu,
+        driver,
+        precise_timer: precise_timer && matches!(cfg.load, Load::Open { .. }),
     })
 }
 
-/// The intended send times of one worker: global slot `k * step + offset` is due
-/// at `start + slot / rate`, until `start + duration`.
-#[derive(Debug, Clone, Copy)]
-struct Schedule {
+/// What one worker thread hands back.
+struct WorkerOut {
+    stats: Stats,
+    driver: &'static str,
+    precise_timer: bool,
+}
+
+fn worker(
+    cfg: &RunConfig,
+    index: usize,
+    workers: usize,
     start: Instant,
-    duration: Duration,
-    rate: f64,
-    offset: usize,
-    step: usize,
-}
-
-impl Schedule {
-    fn at(&self, k: usize) -> Option<Instant> {
-        let slot = (k * self.step + self.offset) as f64;
-        let after = Duration::from_secs_f64(slot / self.rate);
-        (after < self.duration).then(|| self.start + after)
-    }
-}
-
-fn worker(cfg: &RunConfig, index: usize, workers: usize, start: Instant) -> anyhow::Result<Stats> {
-    let mut pacer = None;
-    let source = match cfg.rate {
-        Some(rate) => {
-            let sched = Schedule {
-                start,
-                duration: cfg.duration,
-                rate,
-                offset: index,
-                step: workers,
-            };
-            let (mine, theirs) = StdUnixStream::pair().context("creating the pacer socket")?;
-            pacer = Some(
-                std::thread::Builder::new()
-                    .name(format!("pacer-{index}"))
-                    .spawn(move || pace(theirs, sched))
-                    .context("spawning a pacer thread")?,
-            );
-            Plan::Open(sched, mine)
-        }
-        None => Plan::Closed,
-    };
+    counters: &Arc<Counters>,
+) -> anyhow::Result<WorkerOut> {
     let conns = rt::split_evenly(cfg.connections, workers, index);
-    let stats = rt::block_on(worker_main(cfg.clone(), conns, start, source))??;
-    if let Some(p) = pacer {
-        let _ = p.join();
-    }
-    Ok(stats)
-}
-
-enum Plan {
-    Open(Schedule, StdUnixStream),
-    Closed,
+    let arrivals = match &cfg.load {
+        Load::Open {
+            profile,
+            arrival,
+            seed,
+        } => Some(Arrivals::new(profile, *arrival, *seed, index, workers)),
+        Load::Closed { .. } => None,
+    };
+    rt::block_on(worker_main(
+        cfg.clone(),
+        conns,
+        start,
+        arrivals,
+        counters.clone(),
+    ))?
 }
 
 /// Where a connection task gets its next request.
 enum Source {
-    Open(Rc<Queue>),
+    Open(Rc<Dispatch>),
     Closed { end: Instant },
 }
 
 /// What the connection tasks of one worker share (one thread: no locks).
 struct Ctx {
-    target: Target,
-    req: Vec<u8>,
+    dialer: Dialer,
     timeout: Duration,
     start: Instant,
     /// Scheduled requests not sent by then are counted as unsent.
     drain_deadline: Instant,
     source: Source,
     stats: RefCell<Stats>,
+    counters: Arc<Counters>,
 }
 
 async fn worker_main(
     cfg: RunConfig,
     conns: usize,
     start: Instant,
-    plan: Plan,
-) -> anyhow::Result<Stats> {
-    let end = start + cfg.duration;
-    let source = match plan {
-        Plan::Open(sched, sock) => {
-            let queue = Rc::new(Queue::default());
-            let tick = monoio::net::UnixStream::from_std(sock)?;
-            monoio::spawn(dispatch(tick, sched, queue.clone()));
+    arrivals: Option<Arrivals>,
+    counters: Arc<Counters>,
+) -> anyhow::Result<WorkerOut> {
+    let end = start + cfg.duration();
+    let timer = Timer::new();
+    let precise_timer = timer.precise();
+    let source = match arrivals {
+        Some(arrivals) => {
+            let queue = Rc::new(Dispatch::default());
+            monoio::spawn(pace(arrivals, start, timer, queue.clone()));
             Source::Open(queue)
         }
-        Plan::Closed => Source::Closed { end },
+        None => Source::Closed { end },
     };
     let ctx = Rc::new(Ctx {
-        req: cfg.target.request_bytes(),
-        target: cfg.target,
+        dialer: Dialer::new(&cfg.target, cfg.tls.clone(), cfg.size)?,
         timeout: cfg.timeout,
         start,
         drain_deadline: end + cfg.timeout.max(Duration::from_secs(2)),
         source,
         stats: RefCell::new(Stats::new()?),
+        counters,
     });
     let tasks: Vec<_> = (0..conns)
         .map(|_| monoio::spawn(conn_task(ctx.clone())))
@@ -205,102 +292,28 @@ async fn worker_main(
         t.await;
     }
     let ctx = Rc::try_unwrap(ctx).map_err(|_| anyhow!("connection tasks still running"))?;
-    Ok(ctx.stats.into_inner())
+    Ok(WorkerOut {
+        stats: ctx.stats.into_inner(),
+        driver: rt::driver_name(),
+        precise_timer,
+    })
 }
 
-/// Pacer thread: sleeps until the next intended time and ticks the worker. Closing
-/// the socket tells the worker that the schedule is over.
-fn pace(sock: StdUnixStream, sched: Schedule) {
-    // A full socket means a tick is already pending: never block on it.
-    if sock.set_nonblocking(true).is_err() {
-        return;
-    }
-
-    let mut k = 0;
-    while let Some(at) = sched.at(k) {
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        }
-        match (&sock).write(&[1]) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return, // the worker is gone
-        }
-        let now = Instant::now();
-        while sched.at(k).is_some_and(|t| t <= now) {
-            k += 1;
-        }
-    }
-}
-
-/// Worker side of the pacer: on every tick, queue each request that is due.
-async fn dispatch(mut tick: monoio::net::UnixStream, sched: Schedule, queue: Rc<Queue>) {
-    let mut buf = vec![0u8; 256];
-    let mut k = 0;
-    loop {
-        let (res, b) = tick.read(buf).await;
-        buf = b;
-        let over = !matches!(res, Ok(n) if n > 0);
-        let now = Instant::now();
-        while let Some(at) = sched.at(k) {
-            if !over && at > now {
-                break;
-            }
-            queue.push(at);
-            k += 1;
-        }
-        if over {
-            break;
-        }
+/// The pacer: queues each request at its intended time. When it wakes late,
+/// everything already due is queued at once, keeping its original intended time.
+async fn pace(arrivals: Arrivals, start: Instant, mut timer: Timer, queue: Rc<Dispatch>) {
+    for secs in arrivals {
+        let at = start + Duration::from_secs_f64(secs);
+        timer.wait_until(at).await;
+        queue.push(at);
     }
     queue.close();
 }
 
-/// FIFO of intended send times; idle connection tasks park here.
-#[derive(Default)]
-struct Queue {
-    items: RefCell<VecDeque<Instant>>,
-    waiters: RefCell<Vec<Waker>>,
-    closed: Cell<bool>,
-}
-
-impl Queue {
-    fn push(&self, at: Instant) {
-        self.items.borrow_mut().push_back(at);
-        let waiter = self.waiters.borrow_mut().pop();
-        if let Some(w) = waiter {
-            w.wake();
-        }
-    }
-
-    fn close(&self) {
-        self.closed.set(true);
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
-            w.wake();
-        }
-    }
-
-    async fn pop(&self) -> Option<Instant> {
-        std::future::poll_fn(|cx| {
-            if let Some(at) = self.items.borrow_mut().pop_front() {
-                return Poll::Ready(Some(at));
-            }
-            if self.closed.get() {
-                return Poll::Ready(None);
-            }
-            self.waiters.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
-    }
-}
-
 impl Source {
-    async fn next(&self) -> Option<Instant> {
+    async fn next(&self, slot: &Rc<Slot>) -> Option<Instant> {
         match self {
-            Source::Open(q) => q.pop().await,
+            Source::Open(d) => d.next(slot).await,
             Source::Closed { end } => {
                 let now = Instant::now();
                 (now < *end).then_some(now)
@@ -310,29 +323,39 @@ impl Source {
 }
 
 async fn connect(ctx: &Ctx) -> Option<Conn> {
-    match monoio::time::timeout(ctx.timeout, Conn::connect(ctx.target.addr, ctx.req.clone())).await
-    {
+    let res = monoio::time::timeout(ctx.timeout, Conn::connect(&ctx.dialer)).await;
+    let mut st = ctx.stats.borrow_mut();
+    match res {
         Ok(Ok(c)) => {
-            ctx.stats.borrow_mut().connects += 1;
+            st.connects += 1;
             Some(c)
         }
-        _ => None,
+        Ok(Err(e)) => {
+            if is_local_exhaustion(&e) {
+                st.local_exhaustion += 1;
+            }
+            None
+        }
+        Err(_) => None,
     }
 }
 
 /// One keep-alive connection: take the next request, send it, read the answer.
 async fn conn_task(ctx: Rc<Ctx>) {
+    let open = matches!(ctx.source, Source::Open(_));
     let mut conn = connect(&ctx).await;
-    if matches!(ctx.source, Source::Closed { .. }) {
+    if !open {
         let wait = ctx.start.saturating_duration_since(Instant::now());
         monoio::time::sleep(wait).await;
     }
     // Since when this connection could have sent (after its last answer or connect).
     let mut free_at = Instant::now();
-    while let Some(intended) = ctx.source.next().await {
+    let slot = Rc::new(Slot::default());
+    while let Some(intended) = ctx.source.next(&slot).await {
         let now = Instant::now();
         if now > ctx.drain_deadline {
             ctx.stats.borrow_mut().unsent += 1;
+            Counters::add(&ctx.counters.errors);
             continue;
         }
         if free_at > intended + QUEUED_AFTER {
@@ -343,7 +366,8 @@ async fn conn_task(ctx: Rc<Ctx>) {
             free_at = Instant::now();
             if conn.is_none() {
                 ctx.stats.borrow_mut().connect_errors += 1;
-                if matches!(ctx.source, Source::Closed { .. }) {
+                Counters::add(&ctx.counters.errors);
+                if !open {
                     // Do not spin on a refused connect.
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -352,25 +376,33 @@ async fn conn_task(ctx: Rc<Ctx>) {
         }
         let Some(c) = conn.as_mut() else { continue };
         let send = Instant::now();
+        // The generator's own delay: from when the request could have gone (its
+        // intended time, or later when every connection was busy: that wait is
+        // the target's, and it is in the response time) to when it went.
         let lag = send.saturating_duration_since(intended.max(free_at));
         let res = monoio::time::timeout(ctx.timeout, c.request()).await;
         let done = Instant::now();
         free_at = done;
+        Counters::add(&ctx.counters.sent);
         let mut st = ctx.stats.borrow_mut();
         st.sent += 1;
         st.last_send_ns = st
             .last_send_ns
             .max(nanos(send.saturating_duration_since(ctx.start)));
+        if open {
+            st.lag.saturating_record(nanos(lag));
+        }
         match res {
             Ok(Ok(r)) => {
                 st.response
                     .saturating_record(nanos(done.saturating_duration_since(intended)));
                 st.service.saturating_record(nanos(done - send));
-                st.lag.saturating_record(nanos(lag));
                 if (200..300).contains(&r.status) {
                     st.ok += 1;
+                    Counters::add(&ctx.counters.ok);
                 } else {
                     st.non_2xx += 1;
+                    Counters::add(&ctx.counters.errors);
                 }
                 *st.statuses.entry(r.status).or_default() += 1;
                 st.count_upstream(&c.upstream);
@@ -380,6 +412,7 @@ async fn conn_task(ctx: Rc<Ctx>) {
             }
             Ok(Err(_)) => {
                 st.io_errors += 1;
+                Counters::add(&ctx.counters.errors);
                 conn = None;
             }
             Err(_) => {
@@ -387,6 +420,7 @@ async fn conn_task(ctx: Rc<Ctx>) {
                 st.response
                     .saturating_record(nanos(done.saturating_duration_since(intended)));
                 st.timeouts += 1;
+                Counters::add(&ctx.counters.errors);
                 conn = None;
             }
         }
@@ -395,26 +429,4 @@ async fn conn_task(ctx: Rc<Ctx>) {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_interleaves_workers_and_stops_at_the_end() {
-        let start = Instant::now();
-        let s = |offset| Schedule {
-            start,
-            duration: Duration::from_secs(1),
-            rate: 10.0,
-            offset,
-            step: 2,
-        };
-        let a: Vec<_> = (0..10).map_while(|k| s(0).at(k)).collect();
-        let b: Vec<_> = (0..10).map_while(|k| s(1).at(k)).collect();
-        assert_eq!(a.len() + b.len(), 10);
-        assert_eq!(b[0] - a[0], Duration::from_millis(100));
-        assert_eq!(a[1] - a[0], Duration::from_millis(200));
-    }
 }

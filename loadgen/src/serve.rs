@@ -1,18 +1,22 @@
 //! The upstream used to measure proxies: a keep-alive HTTP/1.1 server that answers
-//! every request `200` with a fixed body in one write (or a TCP echo server), with
-//! an optional artificial delay on a share of requests.
+//! every request `200` with a fixed body in one write (or a TCP echo server),
+//! optionally over TLS, with the faults of `faults` (delays, a stall window,
+//! 503s, varying sizes) when asked.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
+use crate::faults::Faults;
 use crate::rt;
-use crate::wire::{has_token, parse_len, BufStream};
+use crate::schedule::Rng;
+use crate::timer::Timer;
+use crate::wire::{has_token, nodelay, parse_len, BufStream, Stream};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -21,10 +25,12 @@ pub struct ServeConfig {
     pub body_size: usize,
     /// Sent back in `x-upstream`, so clients can tell upstreams apart.
     pub name: String,
-    /// Delay `percent`% of requests by `delay`.
-    pub delay: Option<(Duration, f64)>,
+    /// Delays, stalls, errors and sizes to inject (HTTP only).
+    pub faults: Faults,
     /// Echo bytes instead of speaking HTTP.
     pub tcp: bool,
+    /// Terminate TLS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Longest request head accepted.
@@ -56,31 +62,52 @@ pub fn start(cfg: &ServeConfig) -> anyhow::Result<(SocketAddr, Vec<Worker>)> {
     for _ in 1..workers {
         listeners.push(rt::reuseport_listener(addr).with_context(|| format!("binding {addr}"))?);
     }
-    let kind = if cfg.tcp { "tcp echo" } else { "http" };
+    let kind = match (cfg.tcp, cfg.tls.is_some()) {
+        (true, false) => "tcp echo",
+        (true, true) => "tls echo",
+        (false, false) => "http",
+        (false, true) => "https",
+    };
     println!(
         "ringmesh-loadgen serve: {kind} on {addr}, {workers} worker(s), name {:?}, body {} B",
         cfg.name, cfg.body_size
     );
     let mut handles = Vec::new();
+    // Stall windows count from here, the moment the port is bound.
+    let started = Instant::now();
     for (i, l) in listeners.into_iter().enumerate() {
         let cfg = cfg.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("serve-{i}"))
-                .spawn(move || rt::block_on(worker(l, cfg, i as u64)))?,
+                .spawn(move || rt::block_on(worker(l, cfg, i as u64, started)))?,
         );
     }
     Ok((addr, handles))
+}
+
+/// What the connections of one serve worker share.
+struct Shared {
+    cfg: ServeConfig,
+    response: Vec<u8>,
+    rng: Cell<Rng>,
+    started: Instant,
 }
 
 async fn worker(
     std_listener: std::net::TcpListener,
     cfg: ServeConfig,
     seed: u64,
+    started: Instant,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::from_std(std_listener)?;
-    let response = Rc::new(http_response(&cfg.name, cfg.body_size));
-    let rng = Rc::new(Cell::new(0x9E37_79B9_7F4A_7C15 ^ (seed + 1)));
+    let acceptor = cfg.tls.clone().map(monoio_rustls::TlsAcceptor::from);
+    let shared = Rc::new(Shared {
+        response: http_response(&cfg.name, cfg.body_size),
+        cfg,
+        rng: Cell::new(Rng::new(0x9E37_79B9_7F4A_7C15 ^ (seed + 1))),
+        started,
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -91,11 +118,33 @@ async fn worker(
                 continue;
             }
         };
-        if cfg.tcp {
-            monoio::spawn(echo(stream));
-        } else {
-            monoio::spawn(http_conn(stream, response.clone(), cfg.delay, rng.clone()));
-        }
+        nodelay(&stream);
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        monoio::spawn(async move {
+            let Some(stream) = handshake(stream, acceptor.as_ref()).await else {
+                return;
+            };
+            if shared.cfg.tcp {
+                echo(stream).await;
+            } else {
+                http_conn(stream, &shared).await;
+            }
+        });
+    }
+}
+
+/// Terminates TLS when configured; `None` when the handshake failed.
+async fn handshake(
+    tcp: TcpStream,
+    acceptor: Option<&monoio_rustls::TlsAcceptor>,
+) -> Option<Stream> {
+    match acceptor {
+        None => Some(Stream::Plain(tcp)),
+        Some(a) => match a.accept(tcp).await {
+            Ok(tls) => Some(Stream::TlsServer(Box::new(tls))),
+            Err(_) => None,
+        },
     }
 }
 
@@ -108,6 +157,9 @@ fn http_response(name: &str, body_size: usize) -> Vec<u8> {
     r.resize(r.len() + body_size, b'x');
     r
 }
+
+const UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nx-upstream: injected\r\n\r\n";
 
 const BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -146,24 +198,10 @@ fn parse_request(buf: &[u8]) -> Result<Option<Head>, ()> {
     Ok(Some(Head { len, body, close }))
 }
 
-/// xorshift64: cheap, per worker, good enough to pick which requests to delay.
-fn next_random(state: &Cell<u64>) -> u64 {
-    let mut x = state.get();
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    state.set(x);
-    x
-}
-
-async fn http_conn(
-    stream: TcpStream,
-    response: Rc<Vec<u8>>,
-    delay: Option<(Duration, f64)>,
-    rng: Rc<Cell<u64>>,
-) {
+async fn http_conn(stream: Stream, shared: &Shared) {
     let mut io = BufStream::new(stream);
-    let mut out = response.as_ref().clone();
+    let mut out = shared.response.clone();
+    let faults = !shared.cfg.faults.is_none();
     loop {
         let head = loop {
             match parse_request(&io.buf) {
@@ -184,9 +222,28 @@ async fn http_conn(
             Ok(true) => {}
             _ => return,
         }
-        if let Some((d, percent)) = delay {
-            if (next_random(&rng) % 10_000) as f64 / 100.0 < percent {
-                monoio::time::sleep(d).await;
+        if faults {
+            let mut rng = shared.rng.get();
+            let d =
+                shared
+                    .cfg
+                    .faults
+                    .decide(shared.started.elapsed(), shared.cfg.body_size, &mut rng);
+            shared.rng.set(rng);
+            if !d.wait.is_zero() {
+                // monoio's sleep rounds up to whole milliseconds; an injected
+                // 1 ms delay must be 1 ms, or tests of the generator's
+                // precision would measure the upstream's instead.
+                let at = Instant::now() + d.wait;
+                Timer::new().wait_until(at).await;
+            }
+            out.clear();
+            if d.error {
+                out.extend_from_slice(UNAVAILABLE);
+            } else if let Some(size) = d.body {
+                out = http_response(&shared.cfg.name, size);
+            } else {
+                out.extend_from_slice(&shared.response);
             }
         }
         let (res, back) = io.write_all(out).await;
@@ -197,8 +254,8 @@ async fn http_conn(
     }
 }
 
-async fn echo(mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn echo(stream: Stream) {
+    let mut stream = stream;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let (res, b) = stream.read(buf).await;

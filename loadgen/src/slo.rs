@@ -1,9 +1,10 @@
 //! Service-level objectives given on the command line (`p99<2ms`, `error_rate<0.1%`,
-//! `achieved_rate>=95%`), their parser, and their evaluation against a run.
+//! `achieved_rate>=95%`) or in a file (`--slo-file`), their parser, and their
+//! evaluation against a run.
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::fmt_us;
 
@@ -41,8 +42,30 @@ pub fn parse_slo(text: &str) -> Result<Slo, String> {
     ))
 }
 
+/// Parses an SLO file: one SLO per line; `#` starts a comment; blank lines are
+/// skipped. Every bad line is reported, with its number.
+pub fn parse_slo_file(text: &str) -> Result<Vec<(String, Slo)>, String> {
+    let mut slos = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let spec = line.split('#').next().unwrap_or_default().trim();
+        if spec.is_empty() {
+            continue;
+        }
+        match parse_slo(spec) {
+            Ok(slo) => slos.push((spec.to_string(), slo)),
+            Err(e) => errors.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(slos)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
 /// `50`, `99`, `99.9`, `99.99`: two digits, optional fraction (or `100`).
-fn parse_percentile(p: &str) -> Result<f64, String> {
+pub fn parse_percentile(p: &str) -> Result<f64, String> {
     let (int, frac) = match p.split_once('.') {
         Some((i, f)) => (i, Some(f)),
         None => (p, None),
@@ -102,7 +125,7 @@ pub struct Observed<'a> {
     pub achieved_percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SloResult {
     pub spec: String,
     pub observed: String,
@@ -224,6 +247,20 @@ mod tests {
             ..o
         };
         assert!(!evaluate("p99<2ms", &ok("p99<2ms"), &none).pass);
+    }
+
+    #[test]
+    fn parses_slo_files() {
+        let text = "# latency\np99 < 2ms   # the main one\n\n  error_rate<0.1%\n#p50<1ms\n";
+        let slos = parse_slo_file(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(slos.len(), 2);
+        assert_eq!(slos[0].0, "p99 < 2ms");
+        assert_eq!(slos[1].1, Slo::ErrorRate { max_percent: 0.1 });
+        let err = parse_slo_file("p99<2ms\nbogus\np50<\n")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("line 2") && err.contains("line 3"), "{err}");
+        assert_eq!(parse_slo_file("# nothing\n"), Ok(vec![]));
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::Context as _;
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +35,9 @@ pub struct Stats {
     pub unsent: u64,
     /// Requests that waited more than 1 ms for a free connection.
     pub queued: u64,
+    /// Connects that failed for lack of local descriptors or ports (EMFILE,
+    /// ENFILE, EADDRNOTAVAIL): the generator's limit, not the target's.
+    pub local_exhaustion: u64,
     /// Successful connection establishments.
     pub connects: u64,
     /// Requests actually written to a connection.
@@ -56,6 +62,7 @@ impl Stats {
             timeouts: 0,
             unsent: 0,
             queued: 0,
+            local_exhaustion: 0,
             connects: 0,
             sent: 0,
             last_send_ns: 0,
@@ -98,6 +105,7 @@ impl Stats {
         self.timeouts += other.timeouts;
         self.unsent += other.unsent;
         self.queued += other.queued;
+        self.local_exhaustion += other.local_exhaustion;
         self.connects += other.connects;
         self.sent += other.sent;
         self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
@@ -161,9 +169,63 @@ pub fn percentile_ns(h: &Histogram<u64>, p: f64) -> u64 {
     }
 }
 
+/// A histogram in the HdrHistogram V2 compressed encoding, base64: the same text
+/// as in an HdrHistogram log, readable by its tools (and by [`decode`]).
+pub fn encode(h: &Histogram<u64>) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| anyhow::anyhow!("encoding a histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+pub fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .context("histogram is not base64")?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("not an HdrHistogram V2 encoding: {e:?}"))
+}
+
+/// The full percentile spectrum of a histogram in microseconds, one line per
+/// step (HdrHistogram's usual layout: value, percentile, count, 1/(1-p)), with
+/// `ticks` steps per halving of the remaining tail.
+pub fn spectrum(h: &Histogram<u64>, ticks: u32) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>14} {:>14} {:>12} {:>14}",
+        "value_us", "percentile", "count", "1/(1-p)"
+    );
+    if h.is_empty() {
+        return o;
+    }
+    for v in h.iter_quantiles(ticks) {
+        let q = v.quantile_iterated_to();
+        let inv = if q < 1.0 {
+            format!("{:.2}", 1.0 / (1.0 - q))
+        } else {
+            "inf".to_string()
+        };
+        let _ = writeln!(
+            o,
+            "{:>14.3} {:>14.6} {:>12} {:>14}",
+            v.value_iterated_to() as f64 / 1000.0,
+            q,
+            v.count_since_last_iteration(),
+            inv
+        );
+    }
+    o
+}
+
 /// Human form of a latency: `840µs`, `1.25ms`, `2.50s`.
 pub fn fmt_us(us: f64) -> String {
-    if us < 1000.0 {
+    if us < 10.0 {
+        format!("{us:.1}µs")
+    } else if us < 1000.0 {
         format!("{us:.0}µs")
     } else if us < 1_000_000.0 {
         format!("{:.2}ms", us / 1000.0)
@@ -225,8 +287,32 @@ mod tests {
     }
 
     #[test]
+    fn histograms_survive_encoding() {
+        let h = filled();
+        let text = encode(&h).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.starts_with("HISTF"),
+            "V2 deflate in base64: {text:.12}"
+        );
+        let back = decode(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, h);
+        assert!(decode("not base64!").is_err());
+        assert!(decode("aGVsbG8=").is_err());
+    }
+
+    #[test]
+    fn spectrum_ends_at_the_maximum() {
+        let text = spectrum(&filled(), 5);
+        let last = text.lines().last().unwrap_or_default();
+        assert!(last.trim_start().starts_with("1000.447"), "{last}");
+        assert!(last.contains("1.000000"), "{last}");
+        assert!(text.lines().count() > 20);
+    }
+
+    #[test]
     fn formats_latencies() {
         assert_eq!(fmt_us(840.0), "840µs");
+        assert_eq!(fmt_us(2.54), "2.5µs");
         assert_eq!(fmt_us(1250.0), "1.25ms");
         assert_eq!(fmt_us(2_500_000.0), "2.50s");
     }

@@ -1,17 +1,21 @@
 //! The verdict of a run and its exit code: PASS (0), FAIL (1: an SLO failed),
-//! INVALID (3: the generator itself could not keep the schedule, so the figures say
+//! INVALID (3: the generator itself was the limit: short of the rate, late on
+//! its schedule, out of CPU, or out of descriptors or ports, so the figures say
 //! nothing about the target), UNREACHABLE (4). Usage errors exit with 2.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Achieved rate below this share of the target makes a run INVALID.
 pub const MIN_ACHIEVED_SHARE: f64 = 0.95;
 /// Schedule lag p99 above this makes a run INVALID.
 pub const MAX_LAG_P99_NS: u64 = 1_000_000;
+/// Generator CPU (user + system over wall time × workers) above this makes a run
+/// INVALID: a worker that busy had no slack left to send on time or read promptly.
+pub const MAX_GENERATOR_CPU_PERCENT: f64 = 80.0;
 
 pub const EXIT_USAGE: i32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Kind {
     Pass,
@@ -40,7 +44,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Verdict {
     pub kind: Kind,
     pub reason: String,
@@ -63,6 +67,10 @@ pub struct Facts {
     pub connect_errors: u64,
     /// Requests that waited more than 1 ms for a free connection.
     pub queued: u64,
+    /// Generator CPU in percent of its worker cores; `None` when not measured.
+    pub cpu_percent: Option<f64>,
+    /// Connects that failed with EMFILE, ENFILE or EADDRNOTAVAIL.
+    pub local_exhaustion: u64,
     /// Specs of the SLOs that failed, with what was observed.
     pub failed_slos: Vec<String>,
     pub slo_count: usize,
@@ -70,6 +78,15 @@ pub struct Facts {
 
 pub fn decide(f: &Facts) -> Verdict {
     let v = |kind, reason: String| Verdict { kind, reason };
+    if f.local_exhaustion > 0 {
+        return v(
+            Kind::Invalid,
+            format!(
+                "{} connects failed for lack of local descriptors or ports (EMFILE/ENFILE/EADDRNOTAVAIL): raise `ulimit -n`, widen net.ipv4.ip_local_port_range, or use fewer --connections",
+                f.local_exhaustion
+            ),
+        );
+    }
     if f.connects == 0 && f.responses == 0 {
         return v(
             Kind::Unreachable,
@@ -120,6 +137,16 @@ pub fn decide(f: &Facts) -> Verdict {
                     "schedule lag p99 {:.2}ms > {:.2}ms: the generator sent late, add --workers or lower --rate",
                     f.lag_p99_ns as f64 / 1e6,
                     budget as f64 / 1e6
+                ),
+            );
+        }
+    }
+    if let Some(cpu) = f.cpu_percent {
+        if cpu > MAX_GENERATOR_CPU_PERCENT {
+            return v(
+                Kind::Invalid,
+                format!(
+                    "generator CPU {cpu:.0}% of its worker cores > {MAX_GENERATOR_CPU_PERCENT:.0}%: it may have been the bottleneck; add --workers (and cores) or lower the rate"
                 ),
             );
         }
@@ -238,6 +265,42 @@ mod tests {
             ..good()
         };
         assert_eq!(decide(&f).kind, Kind::Pass);
+    }
+
+    #[test]
+    fn invalid_when_the_generator_is_out_of_cpu() {
+        let busy = Facts {
+            cpu_percent: Some(85.0),
+            ..good()
+        };
+        let d = decide(&busy);
+        assert_eq!(d.kind, Kind::Invalid);
+        assert!(d.reason.contains("CPU"), "{}", d.reason);
+        // Also in closed loop: the generator may have been what was measured.
+        let closed = Facts {
+            target_rate: None,
+            ..busy
+        };
+        assert_eq!(decide(&closed).kind, Kind::Invalid);
+        let fine = Facts {
+            cpu_percent: Some(79.9),
+            ..good()
+        };
+        assert_eq!(decide(&fine).kind, Kind::Pass);
+    }
+
+    #[test]
+    fn invalid_when_out_of_descriptors_or_ports() {
+        // Even when nothing connected: it is our limit, not the target's absence.
+        let f = Facts {
+            local_exhaustion: 3,
+            connects: 0,
+            responses: 0,
+            ..good()
+        };
+        let d = decide(&f);
+        assert_eq!(d.kind, Kind::Invalid);
+        assert!(d.reason.contains("EMFILE"), "{}", d.reason);
     }
 
     #[test]

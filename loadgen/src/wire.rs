@@ -1,25 +1,52 @@
-//! A TCP stream with a read buffer, shared by the client and the upstream: fill the
-//! buffer, find a head in it, skip bodies without keeping them.
+//! A TCP or TLS stream with a read buffer, shared by the client and the upstream:
+//! fill the buffer, find a head in it, skip bodies without keeping them.
 
 use std::io;
 
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::BufResult;
+
+/// A connection, with or without TLS. An enum rather than a generic parameter so
+/// the request loop is compiled once; the branch costs nothing next to a syscall.
+pub enum Stream {
+    Plain(TcpStream),
+    /// Boxed: a rustls session is a few KiB.
+    TlsClient(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+    TlsServer(Box<monoio_rustls::ServerTlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::TlsClient(s) => s.read(buf).await,
+            Stream::TlsServer(s) => s.read(buf).await,
+        }
+    }
+
+    pub async fn write_all<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::TlsClient(s) => s.write_all(buf).await,
+            Stream::TlsServer(s) => s.write_all(buf).await,
+        }
+    }
+}
 
 /// Read buffer growth step and initial capacity.
 const CHUNK: usize = 64 * 1024;
 
 pub struct BufStream {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read but not consumed yet; consumed bytes are drained from the front.
     pub buf: Vec<u8>,
 }
 
 impl BufStream {
-    pub fn new(stream: TcpStream) -> Self {
-        // Small requests and responses: Nagle plus delayed ACK would add 40 ms.
-        let _ = stream.set_nodelay(true);
+    /// Wraps a stream whose TCP socket already has `TCP_NODELAY` (see [`nodelay`]).
+    pub fn new(stream: Stream) -> Self {
         Self {
             stream,
             buf: Vec::with_capacity(CHUNK),
@@ -86,6 +113,11 @@ impl BufStream {
         let (res, data) = self.stream.write_all(data).await;
         (res.map(|_| ()), data)
     }
+}
+
+/// Small requests and responses: Nagle plus delayed ACK would add 40 ms.
+pub fn nodelay(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
 }
 
 /// Position of `needle` in `hay`.

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use ringmesh_loadgen::client::Target;
+use ringmesh_loadgen::faults::{Delay, DelayDist, Faults};
 use ringmesh_loadgen::report::{self, SloSpec};
-use ringmesh_loadgen::run::{self, RunConfig};
+use ringmesh_loadgen::run::{self, Load, RunConfig};
+use ringmesh_loadgen::schedule::{Arrival, Profile};
 use ringmesh_loadgen::serve::{self, ServeConfig};
-use ringmesh_loadgen::slo::parse_slo;
+use ringmesh_loadgen::target::Target;
 
 fn upstream(name: &str, body_size: usize, delay: Option<(Duration, f64)>) -> String {
     let cfg = ServeConfig {
@@ -14,8 +15,16 @@ fn upstream(name: &str, body_size: usize, delay: Option<(Duration, f64)>) -> Str
         workers: 1,
         body_size,
         name: name.to_string(),
-        delay,
+        faults: Faults {
+            delay: delay.map(|(delay, percent)| Delay {
+                dist: DelayDist::Fixed,
+                delay,
+                percent,
+            }),
+            ..Faults::default()
+        },
         tcp: false,
+        tls: None,
     };
     // The worker threads stay detached: they end with the test process.
     let (addr, _handles) = serve::start(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -23,14 +32,24 @@ fn upstream(name: &str, body_size: usize, delay: Option<(Duration, f64)>) -> Str
 }
 
 fn config(url: &str, rate: Option<f64>, secs: f64) -> RunConfig {
+    let duration = Duration::from_secs_f64(secs);
     RunConfig {
         target: Target::parse(url).unwrap_or_else(|e| panic!("{e}")),
-        rate,
-        duration: Duration::from_secs_f64(secs),
+        load: match rate {
+            Some(r) => Load::Open {
+                profile: Profile::constant(r, duration),
+                arrival: Arrival::Constant,
+                seed: 1,
+            },
+            None => Load::Closed { duration },
+        },
         connections: 4,
         workers: 1,
         timeout: Duration::from_secs(2),
         max_lag: Duration::from_millis(1),
+        size: 64,
+        tls: None,
+        progress: false,
     }
 }
 
@@ -52,12 +71,9 @@ fn open_loop_keeps_the_schedule_and_reports() {
     // Every scheduled request was sent and answered: 400 of them.
     assert_eq!(out.stats.sent, 400);
     assert_eq!(out.stats.ok, 400);
-    let slo = SloSpec {
-        text: "error_rate<1%".into(),
-        slo: parse_slo("error_rate<1%").unwrap_or_else(|e| panic!("{e}")),
-    };
-    let r = report::build(&url, &cfg, &out, &[slo]);
-    assert_eq!(r.schema_version, 1);
+    let slo = SloSpec::parse("error_rate<1%").unwrap_or_else(|e| panic!("{e}"));
+    let r = report::build(&url, &cfg, &out, &[slo]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.schema_version, 2);
     assert!(r.slos[0].pass);
     let json = serde_json::to_value(&r).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(json["requests"]["ok"], 400);
