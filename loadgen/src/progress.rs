@@ -13,6 +13,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     pub ok: AtomicU64,
     pub errors: AtomicU64,
+    /// Nanoseconds the pacer spent spinning before sends (see `timer.rs`).
+    pub spin_ns: AtomicU64,
 }
 
 impl Counters {

@@ -81,6 +81,12 @@ pub struct GeneratorCpu {
     pub wall_s: f64,
     /// (user + system) / (wall × workers).
     pub percent: f64,
+    /// Seconds the pacers spun before sends (CPU burnt on purpose for timing).
+    #[serde(default)]
+    pub spin_s: f64,
+    /// `percent` without the spin; what the CPU rule of the verdict looks at.
+    #[serde(default)]
+    pub busy_percent: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,6 +177,8 @@ pub fn build(
             system_s: out.cpu.times.system.as_secs_f64(),
             wall_s: out.cpu.wall.as_secs_f64(),
             percent: out.cpu.percent,
+            spin_s: out.cpu.spin.as_secs_f64(),
+            busy_percent: out.cpu.busy_percent,
         },
         requests: Requests {
             total,
@@ -267,7 +275,7 @@ pub fn judge(r: &mut Report, h: &Hists, slos: &[SloSpec]) {
         connects: q.connects,
         connect_errors: q.connect_errors,
         queued: q.queued,
-        cpu_percent: Some(r.generator_cpu.percent),
+        cpu_percent: Some(r.generator_cpu.busy_percent),
         local_exhaustion: q.local_exhaustion,
         failed_slos: r
             .slos

@@ -104,7 +104,7 @@ pub fn timer_wake(
             // 100 µs to 2 ms: both sides of the spin threshold and of a 1 ms tick.
             let gap = Duration::from_micros(100 + rng.next_u64() % 1900);
             let at = Instant::now() + gap;
-            t.wait_until(at).await;
+            let _ = t.wait_until(at).await;
             h.saturating_record(Instant::now().saturating_duration_since(at).as_nanos() as u64);
         }
         Ok((h, t.precise()))

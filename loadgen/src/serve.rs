@@ -235,7 +235,7 @@ async fn http_conn(stream: Stream, shared: &Shared) {
                 // 1 ms delay must be 1 ms, or tests of the generator's
                 // precision would measure the upstream's instead.
                 let at = Instant::now() + d.wait;
-                Timer::new().wait_until(at).await;
+                let _ = Timer::new().wait_until(at).await;
             }
             out.clear();
             if d.error {

@@ -70,12 +70,13 @@ pub fn summary(r: &Report) -> String {
     };
     let _ = writeln!(
         o,
-        "  generator  {}{timer}, CPU {:.0}% of {} core(s) (user {:.2}s, sys {:.2}s)",
+        "  generator  {}{timer}, CPU {:.0}% of {} core(s) (user {:.2}s, sys {:.2}s), {:.0}% without the pacing spin",
         r.driver,
         r.generator_cpu.percent,
         r.workers,
         r.generator_cpu.user_s,
-        r.generator_cpu.system_s
+        r.generator_cpu.system_s,
+        r.generator_cpu.busy_percent
     );
     if !r.upstreams.is_empty() {
         let n: u64 = r.upstreams.values().sum();

@@ -100,8 +100,9 @@ impl Timer {
         matches!(self.kind, Kind::Fd(..))
     }
 
-    /// Returns at `at` or just after it (never before).
-    pub async fn wait_until(&mut self, at: Instant) {
+    /// Returns at `at` or just after it (never before), with the time spent
+    /// spinning for the last stretch (CPU burnt on purpose, not work).
+    pub async fn wait_until(&mut self, at: Instant) -> Duration {
         let now = Instant::now();
         let spin = self.spin;
         match &self.kind {
@@ -133,9 +134,11 @@ impl Timer {
             }
             _ => {}
         }
+        let spin_from = Instant::now();
         while Instant::now() < at {
             self.turn.take().await;
         }
+        spin_from.elapsed()
     }
 }
 
@@ -234,7 +237,7 @@ mod tests {
             let mut early = 0;
             for i in 0..50u64 {
                 let at = Instant::now() + Duration::from_micros(100 + i * 37);
-                t.wait_until(at).await;
+                let _ = t.wait_until(at).await;
                 if Instant::now() < at {
                     early += 1;
                 }
