@@ -93,11 +93,16 @@ pub fn free_port() -> u16 {
         (ephemeral_low / 2, ephemeral_low)
     };
     let span = high - low;
-    let seed = std::process::id() as usize * 7919
-        + SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as usize)
-            .unwrap_or(0);
+    // Fixed for the process: with a new seed per call, two calls could land on the same port before the first
+    // proxy bound it, and two dataplanes can both bind one port (SO_REUSEPORT) and share its connections.
+    static SEED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id() as usize * 7919
+            + SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as usize)
+                .unwrap_or(0)
+    });
     for _ in 0..span {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let port = (low + (seed + n) % span) as u16;
