@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(
             decision,
             Decision::Reject(
-                "protocol 2.0 is not supported by this control process (speaks 1.1)".into()
+                "protocol 2.0 is not supported by this control process (speaks 1.2)".into()
             )
         );
     }

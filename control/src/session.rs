@@ -181,7 +181,14 @@ fn serve_dataplane(mut stream: UnixStream, shared: &Arc<Shared>, client: &Accept
                 // call returns, and its Ack must find the generation already sent.
                 last_sent = frame.generation;
                 shared.mark_sent(id, last_sent);
-                if let Err(err) = stream.write_all(&frame.bytes).and_then(|()| stream.flush()) {
+                let bytes = match frame.bytes_for(client.protocol) {
+                    Ok(bytes) => bytes,
+                    Err(err) => {
+                        tracing::warn!(node, generation = last_sent, error = %err, "encoding the snapshot failed; closing");
+                        break;
+                    }
+                };
+                if let Err(err) = stream.write_all(bytes).and_then(|()| stream.flush()) {
                     tracing::warn!(node, generation = last_sent, error = %err, "sending the snapshot failed; closing");
                     break;
                 }

@@ -10,12 +10,12 @@
 //! snapshot as "current" when it registers, or receives it through its channel.
 
 use crate::issuer::SvidIssuer;
-use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, WireError};
+use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, ProtocolVersion, WireError};
 use ringmesh_api::{Compiler, ConfigErrors, Snapshot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Identifies one dataplane connection (a node may connect more than once).
@@ -23,20 +23,37 @@ pub type SessionId = u64;
 
 /// A snapshot encoded once as a wire frame, shared by every connection that sends
 /// it: fan-out to many dataplanes costs one serialization, not one per dataplane.
+/// The binary frame (protocol 1.2) is encoded at once; the JSON one only when a
+/// peer older than 1.2 asks for it.
 #[derive(Debug)]
 pub struct SnapshotFrame {
     pub generation: u64,
-    /// Length prefix and payload, ready to write.
-    pub bytes: Vec<u8>,
+    snapshot: Arc<Snapshot>,
+    /// Length prefix and binary payload, ready to write.
+    binary: Vec<u8>,
+    json: OnceLock<Result<Vec<u8>, String>>,
 }
 
 impl SnapshotFrame {
-    pub fn encode(snapshot: &Snapshot) -> Result<SnapshotFrame, WireError> {
-        let bytes = wire::encode_snapshot(snapshot)?;
+    pub fn encode(snapshot: Arc<Snapshot>) -> Result<SnapshotFrame, WireError> {
+        let binary = wire::encode_snapshot_binary(&snapshot)?;
         Ok(SnapshotFrame {
             generation: snapshot.generation,
-            bytes,
+            snapshot,
+            binary,
+            json: OnceLock::new(),
         })
+    }
+
+    /// The frame to write to a peer that announced `protocol`.
+    pub fn bytes_for(&self, protocol: ProtocolVersion) -> Result<&[u8], String> {
+        if protocol.has_binary_snapshots() {
+            return Ok(&self.binary);
+        }
+        self.json
+            .get_or_init(|| wire::encode_snapshot(&self.snapshot).map_err(|err| err.to_string()))
+            .as_deref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -96,13 +113,14 @@ pub struct Shared {
 impl Shared {
     /// Fails only if the snapshot cannot be encoded (larger than a frame may be).
     pub fn new(config_path: PathBuf, first: Snapshot) -> Result<Self, WireError> {
-        let frame = SnapshotFrame::encode(&first)?;
+        let first = Arc::new(first);
+        let frame = SnapshotFrame::encode(Arc::clone(&first))?;
         Ok(Shared {
             config_path,
             svid_issuer: None,
             compiler: Mutex::new(Compiler::new()),
             state: Mutex::new(State {
-                current: Arc::new(first),
+                current: first,
                 current_frame: Arc::new(frame),
                 published_at: Instant::now(),
                 last_error: None,
@@ -241,9 +259,10 @@ impl Shared {
     /// reload error, and returns how many dataplanes it was queued for. Fails, and
     /// changes nothing, if the snapshot cannot be encoded.
     pub fn publish(&self, snapshot: Snapshot) -> Result<usize, WireError> {
-        let frame = Arc::new(SnapshotFrame::encode(&snapshot)?);
+        let snapshot = Arc::new(snapshot);
+        let frame = Arc::new(SnapshotFrame::encode(Arc::clone(&snapshot))?);
         let mut state = self.lock();
-        state.current = Arc::new(snapshot);
+        state.current = snapshot;
         state.current_frame = Arc::clone(&frame);
         state.published_at = Instant::now();
         state.last_error = None;
@@ -318,6 +337,25 @@ mod tests {
         }
         shared.unregister(id);
         assert_eq!(shared.publish(snapshot(3)).unwrap(), 0);
+    }
+
+    #[test]
+    fn snapshots_are_binary_for_1_2_peers_and_json_for_older_ones() {
+        let frame = SnapshotFrame::encode(Arc::new(snapshot(4))).unwrap();
+        for minor in [0, 1, 2, 3] {
+            let bytes = frame
+                .bytes_for(ProtocolVersion { major: 1, minor })
+                .unwrap();
+            let binary = bytes[4..].starts_with(&wire::BINARY_SNAPSHOT);
+            assert_eq!(binary, minor >= 2, "minor {minor}");
+            match wire::decode(bytes).unwrap() {
+                Some((ringmesh_api::wire::Message::Snapshot { snapshot: s }, used)) => {
+                    assert_eq!(*s, snapshot(4));
+                    assert_eq!(used, bytes.len());
+                }
+                other => panic!("expected the snapshot, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -160,7 +160,7 @@ fn incompatible_major_and_missing_hello_are_rejected() {
     let server = Server::start("reject", &config(18080, 18081));
     let v2 = ProtocolVersion { major: 2, minor: 0 };
     let (_stream, answer) = FakeDataplane::hello(&server.socket, v2, Role::Dataplane, "node-a");
-    let expected = "protocol 2.0 is not supported by this control process (speaks 1.1)";
+    let expected = "protocol 2.0 is not supported by this control process (speaks 1.2)";
     assert_eq!(
         answer,
         Message::Reject {

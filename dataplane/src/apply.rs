@@ -5,6 +5,7 @@
 use crate::state::Shared;
 use crate::table::Table;
 use ringmesh_api::Snapshot;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,11 +17,19 @@ pub struct Applier {
     shared: Arc<Shared>,
     /// Listeners as bound at start: (name, configured address, is HTTP).
     bound: Vec<(String, SocketAddr, bool)>,
+    /// Replaced tables, held so that the last reference (and the cost of freeing
+    /// a large table) is usually dropped here rather than on a worker thread.
+    /// Only the one applying thread touches it.
+    retired: RefCell<Vec<Arc<Table>>>,
 }
 
 impl Applier {
     pub fn new(shared: Arc<Shared>, bound: Vec<(String, SocketAddr, bool)>) -> Self {
-        Applier { shared, bound }
+        Applier {
+            shared,
+            bound,
+            retired: RefCell::new(Vec::new()),
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -31,7 +40,14 @@ impl Applier {
     /// changed: the current table keeps serving.
     pub fn apply(&self, snapshot: &Snapshot) -> Result<Duration, String> {
         let started = Instant::now();
-        let table = Table::build(snapshot).map_err(|err| err.to_string())?;
+        // Tables no worker or request holds any more are freed now, off the workers.
+        self.retired
+            .borrow_mut()
+            .retain(|table| Arc::strong_count(table) > 1);
+        let previous = self.shared.current();
+        let table =
+            Table::build_reusing(snapshot, Some(&previous)).map_err(|err| err.to_string())?;
+        let built = started.elapsed();
         let changes = table.listener_changes(&self.bound);
         if !changes.is_empty() {
             return Err(format!(
@@ -40,6 +56,7 @@ impl Applier {
             ));
         }
         let epoch = self.shared.publish(table);
+        self.retired.borrow_mut().push(previous);
         while self.shared.adopted_by_all() < epoch {
             if started.elapsed() > ADOPTION_TIMEOUT {
                 return Err(format!(
@@ -48,6 +65,11 @@ impl Applier {
             }
             crate::blocking_pause(Duration::from_millis(1));
         }
+        tracing::debug!(
+            build_ms = built.as_secs_f64() * 1e3,
+            adopt_ms = (started.elapsed() - built).as_secs_f64() * 1e3,
+            "table applied"
+        );
         Ok(started.elapsed())
     }
 }

@@ -114,8 +114,19 @@ impl Session {
     /// The next snapshot or identity.
     pub fn next_incoming(&mut self) -> Result<Incoming, SessionError> {
         loop {
-            match wire::read_message(&mut self.stream)? {
-                Message::Snapshot { snapshot } => return Ok(Incoming::Snapshot(*snapshot)),
+            let payload = wire::read_payload(&mut self.stream)?;
+            let started = std::time::Instant::now();
+            match wire::decode_payload(&payload)? {
+                Message::Snapshot { snapshot } => {
+                    tracing::debug!(
+                        generation = snapshot.generation,
+                        bytes = payload.len(),
+                        binary = payload.starts_with(&wire::BINARY_SNAPSHOT),
+                        decode_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "snapshot decoded"
+                    );
+                    return Ok(Incoming::Snapshot(*snapshot));
+                }
                 Message::Identity {
                     spiffe_id,
                     chain_pem,
@@ -304,6 +315,11 @@ fn install_identity(applier: &Applier, identity: &Identity) {
     );
     match installed {
         Ok(info) => {
+            // Exported as `ringmesh_certificate_expiry_seconds` like a file SVID's.
+            applier
+                .shared()
+                .mesh_expiry
+                .store(info.expires_unix, std::sync::atomic::Ordering::Release);
             if info.spiffe_id.as_str() != identity.spiffe_id {
                 tracing::warn!(
                     announced = %identity.spiffe_id,

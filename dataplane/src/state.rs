@@ -2,16 +2,16 @@
 //! adoption acknowledgements) and each worker's own view of the current table,
 //! rebuilt on a swap so pools and latency state carry over by stable id.
 
-use crate::balance::{ClusterRuntime, EndpointRuntime};
+use crate::balance::{carry, ClusterRuntime, EndpointRuntime};
 use crate::bufpool::BufPool;
 use crate::driver::DriverKind;
 use crate::metrics::{ClusterStats, ListenerStats, PolicyStats, Registration, Registry};
 use crate::resilience::rate_limit::TokenBucket;
-use crate::table::{ListenerMode, Table};
+use crate::table::{ClusterTable, ListenerMode, Table};
 use crate::tls::setup;
 use arc_swap::ArcSwap;
 use ringmesh_api::snapshot::RateLimitSpec;
-use ringmesh_api::snapshot::StableId;
+use ringmesh_api::snapshot::{EndpointSpec, StableId};
 use rustls::client::ClientSessionMemoryCache;
 use rustls::{ClientConfig, ServerConfig};
 use std::cell::{Cell, RefCell};
@@ -40,7 +40,8 @@ pub struct Shared {
     health: ArcSwap<HashMap<StableId, Arc<AtomicBool>>>,
     /// This dataplane's SVID and trust bundle (mesh mTLS), rotated in place.
     pub identity: crate::tls::identity::MeshIdentity,
-    /// notAfter (unix seconds) of the installed file-based SVID; 0: none.
+    /// notAfter (unix seconds) of the installed SVID, from files or from the
+    /// control process; 0: none.
     pub mesh_expiry: AtomicI64,
 }
 
@@ -165,6 +166,25 @@ impl Shared {
         created.unwrap_or_else(|| Arc::new(AtomicBool::new(true)))
     }
 
+    /// Create the health flags of `ids` that do not exist yet, in one
+    /// copy-on-write update of the map.
+    pub fn ensure_health_flags(&self, ids: &[StableId]) {
+        let flags = self.health.load();
+        if ids.iter().all(|id| flags.contains_key(id)) {
+            return;
+        }
+        drop(flags);
+        self.health.rcu(|flags| {
+            let mut flags = HashMap::clone(flags);
+            for id in ids {
+                flags
+                    .entry(*id)
+                    .or_insert_with(|| Arc::new(AtomicBool::new(true)));
+            }
+            flags
+        });
+    }
+
     pub fn workers(&self) -> usize {
         self.adopted.len()
     }
@@ -188,7 +208,8 @@ pub struct WorkerTable {
     pub listener_stats: Vec<Arc<ListenerStats>>,
     /// This worker's share of each listener's rate limit (aligned with listeners).
     pub listener_limits: Vec<Option<RefCell<TokenBucket>>>,
-    /// This worker's share of each route's rate limit ([listener][route]).
+    /// This worker's share of each route's rate limit ([listener][route]); empty
+    /// for a listener none of whose routes is limited.
     pub route_limits: Vec<Vec<Option<RefCell<TokenBucket>>>>,
     /// This worker's TLS server config per listener (terminating or mesh).
     pub server_tls: Vec<Option<Arc<ServerConfig>>>,
@@ -314,47 +335,34 @@ impl Worker {
         self.current.borrow().clone()
     }
 
-    /// Build this worker's view of `table`, carrying endpoint state by stable id.
+    /// Build this worker's view of `table`. A cluster the new table shares with the
+    /// current one (unchanged spec, same index) keeps its runtime as it is, so a
+    /// swap costs this worker in proportion to what changed; a changed cluster is
+    /// rebuilt, carrying endpoint state by stable id.
     pub fn adopt(&self, table: Arc<Table>) {
-        let mut endpoints = self.endpoints.borrow_mut();
-        let mut kept: HashMap<StableId, Rc<EndpointRuntime>> = HashMap::new();
-        let mut clusters = Vec::with_capacity(table.clusters.len());
+        let started = Instant::now();
         let old = self.current.borrow().clone();
-        let old_clusters: HashMap<StableId, &Rc<ClusterRuntime>> =
-            old.clusters.iter().map(|c| (c.id, c)).collect();
         let workers = self.shared.adopted.len();
-        for (index, cluster) in table.clusters.iter().enumerate() {
-            let members: Vec<Rc<EndpointRuntime>> = cluster
-                .endpoints
-                .iter()
-                .map(|spec| {
-                    let endpoint = match endpoints.get(&spec.id) {
-                        Some(existing) if existing.addr == spec.addr => existing.clone(),
-                        _ => Rc::new(EndpointRuntime::new(
-                            spec.id,
-                            spec.addr,
-                            self.shared.health_flag(spec.id),
-                        )),
-                    };
-                    kept.insert(spec.id, endpoint.clone());
-                    endpoint
-                })
-                .collect();
-            let stats = self.cluster_stats_for(&cluster.name);
-            let previous = old_clusters.get(&cluster.id).map(|c| c.as_ref());
-            clusters.push(Rc::new(ClusterRuntime::new(
-                index, cluster, members, stats, previous, workers,
-            )));
-        }
-        // Endpoints no longer in any cluster: close their idle connections now;
-        // in-flight requests still hold them until they finish.
-        for (id, endpoint) in endpoints.iter() {
-            if !kept.contains_key(id) {
-                endpoint.idle.clear();
-            }
-        }
-        *endpoints = kept;
-        drop(old_clusters);
+        let (clusters, rebuilt) = carry::carry(
+            &old.clusters,
+            &table.clusters,
+            &mut self.endpoints.borrow_mut(),
+            carry::Makers {
+                // Health flags of new endpoints in one copy-on-write step rather
+                // than one copy of the whole map per endpoint.
+                prepare: |fresh: &[StableId]| self.shared.ensure_health_flags(fresh),
+                endpoint: |spec: &EndpointSpec| {
+                    EndpointRuntime::new(spec.id, spec.addr, self.shared.health_flag(spec.id))
+                },
+                cluster: |index: usize,
+                          cluster: &Arc<ClusterTable>,
+                          members: Vec<Rc<EndpointRuntime>>,
+                          previous: Option<&ClusterRuntime>| {
+                    let stats = self.cluster_stats_for(&cluster.name);
+                    ClusterRuntime::new(index, cluster, members, stats, previous, workers)
+                },
+            },
+        );
         drop(old);
         let listener_stats = table
             .listeners
@@ -370,12 +378,15 @@ impl Worker {
             .listeners
             .iter()
             .map(|l| match &l.mode {
-                ListenerMode::Http(http) => http
-                    .routes
-                    .iter()
-                    .map(|r| bucket(r.rate_limit.as_ref(), workers))
-                    .collect(),
-                ListenerMode::Tcp(_) => Vec::new(),
+                // Without any route limit the list stays empty (no route is
+                // limited) rather than one empty slot per route on every swap.
+                ListenerMode::Http(http) if http.routes.iter().any(|r| r.rate_limit.is_some()) => {
+                    http.routes
+                        .iter()
+                        .map(|r| bucket(r.rate_limit.as_ref(), workers))
+                        .collect()
+                }
+                ListenerMode::Http(_) | ListenerMode::Tcp(_) => Vec::new(),
             })
             .collect();
         let identity = &self.shared.identity;
@@ -424,6 +435,13 @@ impl Worker {
         if let Some(adopted) = self.shared.adopted.get(self.index) {
             adopted.store(epoch, Ordering::Release);
         }
+        tracing::debug!(
+            worker = self.index,
+            epoch,
+            clusters_rebuilt = rebuilt,
+            adopt_us = started.elapsed().as_micros() as u64,
+            "table adopted"
+        );
     }
 
     fn listener_stats_for(&self, name: &str) -> Arc<ListenerStats> {
@@ -535,6 +553,59 @@ fn seed_for(index: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adoption_keeps_unchanged_clusters_and_carries_endpoints_by_id() {
+        let (registry, _scraper) = crate::metrics::registry();
+        let shared = Arc::new(Shared::new(
+            Table::build(&snapshot_of(1, 21, true)).unwrap(),
+            1,
+            registry,
+        ));
+        let worker = Worker::new(
+            0,
+            DriverKind::Epoll,
+            shared.clone(),
+            crate::access_log::WorkerLog::new(None),
+        );
+        let first = worker.table();
+        assert_eq!(first.clusters.len(), 3);
+        // b changes one endpoint and c goes away; a is untouched.
+        let next =
+            Table::build_reusing(&snapshot_of(2, 22, false), Some(&shared.current())).unwrap();
+        assert!(Arc::ptr_eq(&next.clusters[0], &first.table.clusters[0]));
+        assert!(!Arc::ptr_eq(&next.clusters[1], &first.table.clusters[1]));
+        shared.publish(next);
+        let second = worker.table();
+        assert_eq!(shared.adopted_by_all(), shared.epoch());
+        assert_eq!(second.clusters.len(), 2);
+        assert!(Rc::ptr_eq(&second.clusters[0], &first.clusters[0]));
+        assert!(!Rc::ptr_eq(&second.clusters[1], &first.clusters[1]));
+        // b's kept endpoint is the same runtime (pool, EWMA); the moved one is new.
+        let (old_b, new_b) = (&first.clusters[1], &second.clusters[1]);
+        assert!(Rc::ptr_eq(&old_b.endpoints[0], &new_b.endpoints[0]));
+        assert_ne!(new_b.endpoints[1].addr, old_b.endpoints[1].addr);
+        // In-flight work keeps the table it started with.
+        assert_eq!(first.clusters.len(), 3);
+        assert_eq!(worker.endpoints.borrow().len(), 4);
+    }
+
+    /// a (Maglev), b with its second endpoint on `b_port`, and c if `with_c`.
+    fn snapshot_of(generation: u64, b_port: u16, with_c: bool) -> ringmesh_api::Snapshot {
+        let c = if with_c {
+            "[[cluster]]\nname = \"c\"\nendpoints = [\"127.0.0.1:30\"]\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[[listener]]\nname = \"e\"\nbind = \"127.0.0.1:1\"\nprotocol = \"http\"\n\
+             [[listener.route]]\nname = \"r{generation}\"\npath_prefix = \"/\"\ncluster = \"a\"\n\
+             [[cluster]]\nname = \"a\"\nbalance = \"maglev\"\nhash_key = {{ header = \"x-u\" }}\n\
+             endpoints = [\"127.0.0.1:10\", \"127.0.0.1:11\"]\n\
+             [[cluster]]\nname = \"b\"\nendpoints = [\"127.0.0.1:20\", \"127.0.0.1:{b_port}\"]\n{c}"
+        );
+        ringmesh_api::compile_str(&text, "t.toml", generation).unwrap()
+    }
 
     #[test]
     fn hex_is_fixed_width() {

@@ -14,6 +14,7 @@ use ringmesh_api::snapshot::{
     RouteSpec, Snapshot, StableId, TcpProxySpec,
 };
 use ringmesh_api::snapshot::{HashKey, HealthCheckSpec, MeshMode, MeshSpec, RateLimitSpec};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,9 @@ pub struct Table {
     /// Set by `Shared::publish`: the local, strictly increasing publish number.
     pub epoch: u64,
     pub listeners: Vec<ListenerTable>,
-    pub clusters: Vec<ClusterTable>,
+    /// Shared with the previous table for every cluster whose spec did not change
+    /// (see `Table::build_reusing`), so workers can keep their runtime for it.
+    pub clusters: Vec<Arc<ClusterTable>>,
     /// `[mesh]` as configured.
     pub mesh: Option<MeshSpec>,
     /// The file-based SVID read for this table, installed when it is published.
@@ -243,6 +246,9 @@ pub struct ClusterTable {
     pub retry_budget: RetryBudgetConfig,
     /// TLS origination settings, when the cluster's endpoints speak TLS.
     pub tls: Option<ClusterTls>,
+    /// The spec this was compiled from: a later snapshot with an equal spec reuses
+    /// this cluster instead of compiling it again.
+    pub spec: ClusterSpec,
 }
 
 /// Why a snapshot could not become a runtime table.
@@ -263,6 +269,18 @@ pub enum BuildError {
 
 impl Table {
     pub fn build(snapshot: &Snapshot) -> Result<Table, BuildError> {
+        Table::build_reusing(snapshot, None)
+    }
+
+    /// Like `build`, but every cluster whose spec equals (same stable id, equal
+    /// compiled spec) one of `previous`'s is shared with it rather than compiled
+    /// again: its hash ring or Maglev table is not rebuilt, and workers see by
+    /// pointer that their runtime for it still fits (`Worker::adopt`). Clusters
+    /// with TLS are always rebuilt so certificate files are read again.
+    pub fn build_reusing(
+        snapshot: &Snapshot,
+        previous: Option<&Table>,
+    ) -> Result<Table, BuildError> {
         let cluster_count = snapshot.clusters.len();
         let mut listeners = Vec::with_capacity(snapshot.listeners.len());
         let mut expiries = Expiries::new();
@@ -345,15 +363,29 @@ impl Table {
                 sni_routes,
             });
         }
+        let reusable: HashMap<StableId, &Arc<ClusterTable>> = previous
+            .map(|table| {
+                table
+                    .clusters
+                    .iter()
+                    .filter(|c| c.tls.is_none())
+                    .map(|c| (c.id, c))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut clusters = Vec::with_capacity(snapshot.clusters.len());
         for (index, spec) in snapshot.clusters.iter().enumerate() {
+            if let Some(old) = reusable.get(&spec.id).filter(|old| old.spec == *spec) {
+                clusters.push(Arc::clone(old));
+                continue;
+            }
             let mut cluster = compile_cluster(spec).map_err(BuildError::Reference)?;
             if let Some(tls) = &spec.tls {
                 let at = format!("cluster[{index}]");
                 cluster.tls =
                     Some(setup::cluster_tls(tls, &at, &mut expiries).map_err(BuildError::Tls)?);
             }
-            clusters.push(cluster);
+            clusters.push(Arc::new(cluster));
         }
         let mesh_identity = match snapshot.mesh.as_ref().and_then(setup::load_mesh) {
             Some(loaded) => Some(loaded.map_err(BuildError::Tls)?),
@@ -398,6 +430,7 @@ fn compile_cluster(spec: &ClusterSpec) -> Result<ClusterTable, String> {
         breaker: policy::breaker_limits(&spec.circuit_breaker),
         retry_budget: policy::retry_budget(&spec.retry_budget),
         tls: None,
+        spec: spec.clone(),
     })
 }
 

@@ -204,6 +204,19 @@ fn svid_rotation_under_load(driver: &str) {
         },
     );
 
+    // The SVID the control process delivered is exported like a file-based one.
+    ringmesh_tests::wait_until(
+        Duration::from_secs(5),
+        "A exports the expiry of an SVID its control process issued",
+        || {
+            let expiry = a.metric("ringmesh_certificate_expiry_seconds", &[("cert", "mesh")]);
+            a_control
+                .issued()
+                .iter()
+                .any(|svid| svid.expires_unix as f64 == expiry)
+        },
+    );
+
     let started = Instant::now();
     // Two client connections for the whole run (on A: a keep-alive connection each, and pooled A → B ones).
     let mut pooled = LoadSpec::new(addr(a_port)).rate(100).duration(run);

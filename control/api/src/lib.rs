@@ -9,6 +9,7 @@
 // Tests may unwrap: a panic there is a failed test, not a crashed proxy.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod binary;
 pub mod compile;
 pub mod defaults;
 pub mod error;

@@ -1,10 +1,15 @@
 //! The control-socket protocol between `ringmesh-control` and its clients
-//! (dataplanes and the CLI): length-prefixed JSON frames.
+//! (dataplanes and the CLI): length-prefixed JSON frames, and binary snapshot
+//! frames for peers that speak 1.2.
 //!
 //! # Frames
 //! Each frame is a big-endian `u32` payload length followed by that many bytes of
 //! UTF-8 JSON encoding one [`Message`]. The length is checked against
-//! [`MAX_FRAME`] before anything is allocated.
+//! [`MAX_FRAME`] before anything is allocated. Since 1.2 a snapshot may instead
+//! travel as a binary payload: [`BINARY_SNAPSHOT`] (a NUL byte, which no JSON
+//! text starts with, `RMB`, the format version) then the `Snapshot` in the
+//! encoding of [`crate::binary`]. It is sent only to peers whose hello said 1.2
+//! or later; every other message, and snapshots for older peers, stay JSON.
 //!
 //! # Compatibility rules
 //! - `PROTOCOL_MAJOR` changes only when an old peer could misread a new message.
@@ -23,13 +28,20 @@
 //! - 1.1: `identity` (control → dataplane: the dataplane's X.509-SVID), sent only
 //!   to dataplanes whose hello said 1.1 or later (a 1.0 decoder refuses unknown
 //!   kinds); `DataplaneStatus` gained `spiffe_id` and `svid_expires_unix`.
+//! - 1.2: binary snapshot frames (format version 1), sent only to peers whose
+//!   hello said 1.2 or later; fixtures in `tests/fixtures/wire/v1/*.bin`. A new
+//!   incompatible binary format would take a new format version byte (and a
+//!   new minor to negotiate it), never a changed meaning of version 1.
 
 use crate::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 pub const PROTOCOL_MAJOR: u32 = 1;
-pub const PROTOCOL_MINOR: u32 = 1;
+pub const PROTOCOL_MINOR: u32 = 2;
+
+/// First bytes of a binary snapshot payload (since 1.2): NUL, `RMB`, format version 1.
+pub const BINARY_SNAPSHOT: [u8; 5] = [0, b'R', b'M', b'B', 1];
 
 /// Largest accepted frame: a table of 10,000 routes and 10,000 endpoints is a few MiB.
 pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
@@ -53,6 +65,11 @@ impl ProtocolVersion {
     /// Whether a peer that announced this version understands `identity` (1.1).
     pub fn has_identity(self) -> bool {
         self.major == PROTOCOL_MAJOR && self.minor >= 1
+    }
+
+    /// Whether a peer that announced this version decodes binary snapshots (1.2).
+    pub fn has_binary_snapshots(self) -> bool {
+        self.major == PROTOCOL_MAJOR && self.minor >= 2
     }
 }
 
@@ -187,6 +204,8 @@ pub enum WireError {
     TooLarge(u32),
     #[error("undecodable frame: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("undecodable binary snapshot: {0}")]
+    Binary(#[from] crate::binary::Error),
     #[error("connection: {0}")]
     Io(#[from] io::Error),
     #[error("peer closed the connection")]
@@ -226,6 +245,20 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, WireError> {
     })
 }
 
+/// The binary frame of `Message::Snapshot { snapshot }` (for peers of 1.2 or
+/// later: see `ProtocolVersion::has_binary_snapshots`).
+pub fn encode_snapshot_binary(snapshot: &Snapshot) -> Result<Vec<u8>, WireError> {
+    let mut frame = vec![0u8; 4];
+    frame.extend_from_slice(&BINARY_SNAPSHOT);
+    crate::binary::to_writer(&mut frame, snapshot)?;
+    let len = u32::try_from(frame.len() - 4).map_err(|_| WireError::TooLarge(u32::MAX))?;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
 /// Decode one frame from the start of `buf`: `Ok(None)` when more bytes are
 /// needed, else the message and the bytes it used.
 pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
@@ -254,6 +287,17 @@ struct SnapshotFrame {
 
 /// The message in a frame's payload.
 pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
+    if let Some(rest) = payload.strip_prefix(&BINARY_SNAPSHOT) {
+        let snapshot: Snapshot = crate::binary::from_slice(rest)?;
+        return Ok(Message::Snapshot {
+            snapshot: Box::new(snapshot),
+        });
+    }
+    if payload.first() == Some(&0) {
+        return Err(WireError::Binary(crate::binary::Error(
+            "unknown binary payload (another format version?)".into(),
+        )));
+    }
     const SNAPSHOT_TAG: &[u8] = br#"{"type":"snapshot","#;
     if payload.starts_with(SNAPSHOT_TAG) {
         // Same object without its tag; any other layout takes the general path.
@@ -279,6 +323,12 @@ pub fn write_message(stream: &mut impl Write, message: &Message) -> Result<(), W
 
 /// Blocking read of one frame; `Closed` on a clean EOF before a frame starts.
 pub fn read_message(stream: &mut impl Read) -> Result<Message, WireError> {
+    decode_payload(&read_payload(stream)?)
+}
+
+/// Blocking read of one frame's payload, undecoded (for callers that time or
+/// log the decoding separately); `Closed` on a clean EOF before a frame starts.
+pub fn read_payload(stream: &mut impl Read) -> Result<Vec<u8>, WireError> {
     let mut prefix = [0u8; 4];
     match stream.read_exact(&mut prefix) {
         Ok(()) => {}
@@ -291,7 +341,7 @@ pub fn read_message(stream: &mut impl Read) -> Result<Message, WireError> {
     }
     let mut payload = vec![0u8; len as usize];
     stream.read_exact(&mut payload)?;
-    decode_payload(&payload)
+    Ok(payload)
 }
 
 #[cfg(test)]
@@ -360,6 +410,43 @@ mod tests {
         let v2 = ProtocolVersion { major: 2, minor: 0 };
         assert!(!ProtocolVersion::CURRENT.compatible_with(v2));
         assert!(ProtocolVersion::CURRENT.compatible_with(ProtocolVersion { major: 1, minor: 9 }));
+    }
+
+    #[test]
+    fn binary_snapshots_decode_like_json_and_only_for_1_2_peers() {
+        assert!(!ProtocolVersion { major: 1, minor: 1 }.has_binary_snapshots());
+        assert!(ProtocolVersion { major: 1, minor: 2 }.has_binary_snapshots());
+        let text = "[[listener]]\nname = \"e\"\nbind = \"127.0.0.1:1\"\nprotocol = \"http\"\n\
+                    [[listener.route]]\nname = \"r\"\npath_prefix = \"/\"\ncluster = \"a\"\n\
+                    [[cluster]]\nname = \"a\"\nbalance = \"maglev\"\nhash_key = { header = \"x-user\" }\n\
+                    endpoints = [\"127.0.0.1:1\", { addr = \"[::1]:2\", weight = 3 }]\n";
+        let snapshot = crate::compile_str(text, "t.toml", 9).unwrap();
+        let frame = encode_snapshot_binary(&snapshot).unwrap();
+        assert_eq!(&frame[4..9], &BINARY_SNAPSHOT);
+        let json = encode_snapshot(&snapshot).unwrap();
+        assert!(frame.len() < json.len());
+        let (decoded, used) = decode(&frame).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(decoded, decode(&json).unwrap().unwrap().0);
+        assert_eq!(
+            decoded,
+            Message::Snapshot {
+                snapshot: Box::new(snapshot)
+            }
+        );
+        for cut in 0..frame.len() {
+            assert!(decode(&frame[..cut]).unwrap().is_none());
+        }
+        // A format version this build does not know is refused, not misread.
+        let mut other = frame.clone();
+        other[8] = 2;
+        assert!(matches!(decode(&other), Err(WireError::Binary(_))));
+        // Truncated payloads (with a consistent length prefix) are errors.
+        for cut in 5..frame.len() - 4 {
+            let mut short = ((cut) as u32).to_be_bytes().to_vec();
+            short.extend_from_slice(&frame[4..4 + cut]);
+            assert!(decode(&short).is_err(), "payload cut at {cut}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Balancing: per-worker cluster and endpoint state, and the choice of an endpoint
 //! for each request. Endpoint state (EWMA, in-flight, idle pool) is keyed by stable id
-//! so it survives table swaps; balancer cursors are rebuilt with the cluster.
+//! so it survives table swaps; a cluster whose compiled spec did not change keeps its
+//! whole runtime (cursors included), a changed one is rebuilt carrying its state.
 
+pub mod carry;
 pub mod least_request;
 pub mod maglev;
 pub mod p2c;
@@ -100,6 +102,9 @@ pub struct Outliers {
 
 /// A cluster as this worker sees it for one table generation.
 pub struct ClusterRuntime {
+    /// The compiled cluster this runtime was built for: a later table that shares
+    /// this very `Arc` (unchanged spec) at the same index keeps this runtime whole.
+    pub source: Arc<ClusterTable>,
     pub table_index: usize,
     pub id: StableId,
     pub name: String,
@@ -128,7 +133,7 @@ impl ClusterRuntime {
     /// slow-start state from `previous` (the same cluster in the last generation).
     pub fn new(
         table_index: usize,
-        cluster: &ClusterTable,
+        cluster: &Arc<ClusterTable>,
         endpoints: Vec<Rc<EndpointRuntime>>,
         stats: Arc<ClusterStats>,
         previous: Option<&ClusterRuntime>,
@@ -192,6 +197,7 @@ impl ClusterRuntime {
             RefCell::new(ramps)
         });
         ClusterRuntime {
+            source: Arc::clone(cluster),
             table_index,
             id: cluster.id,
             name: cluster.name.clone(),
@@ -308,6 +314,12 @@ impl ClusterRuntime {
                 Some(index)
             }
         }
+    }
+
+    /// Whether this runtime can serve `cluster` at `index` of a new table as it is:
+    /// the table shares the compiled cluster (so spec and endpoints are equal).
+    pub fn fits(&self, cluster: &Arc<ClusterTable>, index: usize) -> bool {
+        self.table_index == index && Arc::ptr_eq(&self.source, cluster)
     }
 
     /// Only P2C over EWMA reads latency: other balancers skip the clock read and
