@@ -247,12 +247,7 @@ impl Control {
             "signal {sig} to a control process that already exited\nstderr:\n{}",
             self.stderr()
         );
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our own child, which has
-        // not been reaped yet (checked above; we hold its `Child`), so it cannot name another process.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({sig}): {}", std::io::Error::last_os_error());
+        crate::signal_child(&self.child, sig);
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {

@@ -36,6 +36,17 @@ pub use proxy::{parse_metric, Proxy};
 pub use tcp::{Blackhole, TcpMode, TcpUpstream};
 pub use upstream::HttpUpstream;
 
+/// Sends `sig` to `child`, which the caller has checked is not reaped yet. The one `unsafe` of the workspace:
+/// std can only SIGKILL a child, and the tests need SIGTERM, SIGINT and SIGHUP.
+pub fn signal_child(child: &std::process::Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our own child, which has not
+    // been reaped (the caller holds its `Child` and has checked it did not exit), so it cannot name another process.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({sig}): {}", std::io::Error::last_os_error());
+}
+
 /// Read/write timeout of every test socket.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -299,13 +299,7 @@ impl Proxy {
             self.exit.is_none(),
             "signal {sig} to a process that already exited"
         );
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is our own
-        // child, which has not been reaped yet (checked above; we hold its `Child`), so it cannot
-        // name another process.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({sig}): {}", std::io::Error::last_os_error());
+        crate::signal_child(&self.child, sig);
     }
 
     /// Replaces the config file's body, keeping the `[runtime]` table written at start (for a
