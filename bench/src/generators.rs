@@ -96,21 +96,12 @@ pub fn run(args: &GeneratorArgs) -> anyhow::Result<i32> {
     // Closed loop, most requests per CPU second wins.
     let mut closed: Vec<(&str, Measured)> = Vec::new();
     let json = dir.path().join("loadgen-closed.json");
-    let loadgen_args = vec![
-        "run".into(),
-        url.clone(),
-        "--connections".into(),
-        conns.clone(),
-        "--duration".into(),
-        format!("{secs}s"),
-        "--out".into(),
-        json.display().to_string(),
-    ];
+    let args_of = loadgen_args(&url, &conns, secs, None, &json);
     let cpu_s = measure(
         "loadgen",
         core(CORE_GENERATOR),
         &bins.loadgen,
-        &loadgen_args,
+        &args_of,
         &dir,
     )?;
     closed.push(("ringmesh-loadgen", from_loadgen(&json, cpu_s)?));
@@ -133,59 +124,27 @@ pub fn run(args: &GeneratorArgs) -> anyhow::Result<i32> {
     )?;
     closed.push(("wrk", from_wrk(&dir.path().join("wrk.log"), cpu_s)?));
     if let Some(oha) = &oha {
-        let oha_args = vec![
-            "-c".into(),
-            conns.clone(),
-            "-z".into(),
-            format!("{secs}s"),
-            "--no-tui".into(),
-            "--output-format".into(),
-            "json".into(),
-            url.clone(),
-        ];
-        let cpu_s = measure("oha-closed", core(CORE_GENERATOR), oha, &oha_args, &dir)?;
+        let args_of = oha_args(&url, &conns, secs, None);
+        let cpu_s = measure("oha-closed", core(CORE_GENERATOR), oha, &args_of, &dir)?;
         closed.push(("oha", from_oha(&dir.path().join("oha-closed.log"), cpu_s)?));
     }
 
     // Open loop at a fixed rate, latency from the intended send time.
     let mut open: Vec<(&str, Measured)> = Vec::new();
     let json = dir.path().join("loadgen-open.json");
-    let rate = args.rate.max(1).to_string();
-    let open_args = vec![
-        "run".into(),
-        url.clone(),
-        "--rate".into(),
-        rate.clone(),
-        "--connections".into(),
-        conns.clone(),
-        "--duration".into(),
-        format!("{secs}s"),
-        "--out".into(),
-        json.display().to_string(),
-    ];
+    let rate = args.rate.max(1);
+    let args_of = loadgen_args(&url, &conns, secs, Some(rate), &json);
     let cpu_s = measure(
         "loadgen-open",
         core(CORE_GENERATOR),
         &bins.loadgen,
-        &open_args,
+        &args_of,
         &dir,
     )?;
     open.push(("ringmesh-loadgen", from_loadgen(&json, cpu_s)?));
     if let Some(oha) = &oha {
-        let oha_args = vec![
-            "-c".into(),
-            conns.clone(),
-            "-z".into(),
-            format!("{secs}s"),
-            "-q".into(),
-            rate.clone(),
-            "--latency-correction".into(),
-            "--no-tui".into(),
-            "--output-format".into(),
-            "json".into(),
-            url.clone(),
-        ];
-        let cpu_s = measure("oha-open", core(CORE_GENERATOR), oha, &oha_args, &dir)?;
+        let args_of = oha_args(&url, &conns, secs, Some(rate));
+        let cpu_s = measure("oha-open", core(CORE_GENERATOR), oha, &args_of, &dir)?;
         open.push((
             "oha --latency-correction",
             from_oha(&dir.path().join("oha-open.log"), cpu_s)?,
@@ -200,6 +159,43 @@ pub fn run(args: &GeneratorArgs) -> anyhow::Result<i32> {
         eprintln!("bench: wrote {}", path.display());
     }
     Ok(0)
+}
+
+/// `ringmesh-loadgen run`: closed loop, or open loop at `rate`; JSON to `json`.
+fn loadgen_args(url: &str, conns: &str, secs: u64, rate: Option<u32>, json: &Path) -> Vec<String> {
+    let mut out = vec!["run".into(), url.to_string()];
+    if let Some(rate) = rate {
+        out.extend(["--rate".into(), rate.to_string()]);
+    }
+    out.extend([
+        "--connections".into(),
+        conns.to_string(),
+        "--duration".into(),
+        format!("{secs}s"),
+        "--out".into(),
+        json.display().to_string(),
+    ]);
+    out
+}
+
+/// oha with JSON output: closed loop, or open loop at `rate` with wrk2's latency correction.
+fn oha_args(url: &str, conns: &str, secs: u64, rate: Option<u32>) -> Vec<String> {
+    let mut out = vec![
+        "-c".into(),
+        conns.to_string(),
+        "-z".into(),
+        format!("{secs}s"),
+    ];
+    if let Some(rate) = rate {
+        out.extend(["-q".into(), rate.to_string(), "--latency-correction".into()]);
+    }
+    out.extend([
+        "--no-tui".into(),
+        "--output-format".into(),
+        "json".into(),
+        url.to_string(),
+    ]);
+    out
 }
 
 /// Runs a generator to its end and returns its CPU seconds, sampled from /proc
