@@ -7,9 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use ringmesh_tests::tls::{Pki, TlsClient, TlsUpstream};
-use ringmesh_tests::{both_drivers, free_port, Client, HttpUpstream, Proxy};
+use ringmesh_tests::{both_drivers, free_port, wait_until, Client, HttpUpstream, Proxy};
 
 fn addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
@@ -89,10 +90,15 @@ endpoints = ["{}"]
     let (_, result) =
         ringmesh_tests::raw_exchange(addr(port), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(result.is_err() || result.is_ok_and(|r| r.status >= 400));
-    let text = proxy.metrics();
-    assert!(
-        text.contains("ringmesh_tls_handshake_failures_total{listener=\"edge\""),
-        "{text}"
+    // The client sees the alert before the worker counts the failure: poll.
+    wait_until(
+        Duration::from_secs(5),
+        "the failed handshake is counted",
+        || {
+            proxy
+                .metrics()
+                .contains("ringmesh_tls_handshake_failures_total{listener=\"edge\"")
+        },
     );
 }
 
@@ -395,10 +401,14 @@ fn mesh_strict(driver: &str) {
     let mut foreign = TlsClient::new(&stranger.ca);
     foreign.client_cert = Some(stranger.svid("a", &spiffe("a")));
     assert_eq!(insecure_mtls(&m, &foreign), None);
-    let text = m.b_proxy.metrics();
-    assert!(
-        text.contains("ringmesh_tls_handshake_failures_total{listener=\"inbound\""),
-        "{text}"
+    wait_until(
+        Duration::from_secs(5),
+        "the refused handshake is counted",
+        || {
+            m.b_proxy
+                .metrics()
+                .contains("ringmesh_tls_handshake_failures_total{listener=\"inbound\"")
+        },
     );
 }
 
