@@ -3,11 +3,10 @@
 //! Concrete enums rather than generics: one branch per IO call, no boxing of
 //! futures, and the plain path stays what it was.
 //!
-//! Drain: an idle plain client read is cancelled through monoio's
-//! `CancelHandle`. A TLS read cannot be cancelled without losing the TLS
-//! state, so an idle TLS client read is raced against a short poll of the
-//! worker's drain flag and the connection is closed when draining wins (it was
-//! going to be closed anyway).
+//! Drain: an idle client read, plain or TLS, is cancelled through monoio's
+//! `CancelHandle`. For TLS only the socket read under the TLS layer is
+//! cancelled, before rustls has seen any of its bytes, so no TLS state is lost
+//! and no timer is armed per read.
 
 use crate::resilience::breaker::Guard;
 use crate::tls::stream::{ClientStream, ServerStream};
@@ -16,10 +15,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncRea
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::cell::Cell;
-use std::time::Duration;
-
-/// How often an idle TLS client connection looks at the drain flag.
-const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// A client connection: plain, or with TLS terminated here.
 pub enum ClientIo {
@@ -58,7 +53,9 @@ impl ClientIo {
         matches!(self, ClientIo::Tls(_))
     }
 
-    /// A read that ends early (`None`) when the worker starts draining.
+    /// A read that ends early when the worker starts draining: a plain read
+    /// fails as cancelled, a TLS read ends with `None` (as it did when it was
+    /// raced against the drain flag).
     pub async fn read_or_drain<T: IoBufMut>(
         &mut self,
         buf: T,
@@ -68,15 +65,11 @@ impl ClientIo {
         match self {
             ClientIo::Plain(stream) => Some(stream.cancelable_read(buf, cancel.clone()).await),
             ClientIo::Tls(stream) => {
-                let watch = async {
-                    while !draining.get() {
-                        monoio::time::sleep(DRAIN_POLL).await;
-                    }
-                };
-                monoio::select! {
-                    result = stream.read(buf) => Some(result),
-                    _ = watch => None,
+                let result = stream.cancelable_read(buf, cancel.clone()).await;
+                if result.0.is_err() && draining.get() {
+                    return None;
                 }
+                Some(result)
             }
         }
     }

@@ -13,12 +13,14 @@
 //! | PEM loading, SNI selection, rotation | [`certs::CertStore`], [`certs::ClientCertSlot`], [`certs::load_certified_key`] |
 //! | edge / mesh / origination profiles | [`config::edge_server`], [`config::mesh_server`], [`config::origination_client`] |
 //! | handshakes, peer info, replaying peeked bytes | [`stream::accept`], [`stream::connect`], [`stream::Rewind`] |
+//! | reading and writing after the handshake (one send per write), L4 split | [`io::TlsStream`] |
 //! | snapshot settings → loaded certs, per-worker configs, file identities | [`setup::listener_tls`], [`setup::cluster_tls`], [`setup::load_mesh`], [`setup::install`] |
 
 pub mod certs;
 pub mod clienthello;
 pub mod config;
 pub mod identity;
+pub mod io;
 pub mod setup;
 pub mod spiffe;
 pub mod stream;

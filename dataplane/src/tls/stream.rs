@@ -1,19 +1,21 @@
-//! Running TLS handshakes on monoio sockets and handing back monoio-rustls
-//! streams, plus [`Rewind`] for replaying peeked bytes in passthrough.
+//! Running TLS handshakes on monoio sockets and handing back the streams the
+//! request path uses ([`super::io::TlsStream`]), plus [`Rewind`] for replaying
+//! peeked bytes in passthrough.
 //!
 //! Why not `monoio_rustls::TlsAcceptor::accept`: its stream keeps the rustls
 //! connection private, so SNI, ALPN, version, cipher and the peer certificate
 //! could not be read after the handshake, and taking it apart with
 //! `into_parts` would drop ciphertext it had already buffered. So the handshake
 //! is driven here (owned buffers, no `unsafe`), every byte read is fed into
-//! rustls, and only then is the connection wrapped with `Stream::new`, whose
-//! empty buffers lose nothing. This also lets `accept` start from bytes already
-//! read by protocol detection, without a replaying wrapper.
+//! rustls, and only then is the connection wrapped with `TlsStream::new`,
+//! whose empty buffers lose nothing. This also lets `accept` start from bytes
+//! already read by protocol detection, without a replaying wrapper.
 //!
 //! Handshakes are ordinary tasks on the worker's event loop: every wait is an
 //! IO await, so a slow or stalled peer never blocks other connections, and a
 //! deadline bounds how long one may take.
 
+use super::io::TlsStream;
 use super::spiffe::{svid_identity, SpiffeId};
 use super::verify::failure_reason;
 use monoio::buf::IoBufMut;
@@ -27,9 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A terminated TLS connection from a client.
-pub type ServerStream<IO> = monoio_rustls::ServerTlsStream<IO>;
+pub type ServerStream<IO> = TlsStream<IO, ServerConnection>;
 /// An originated TLS connection to an upstream.
-pub type ClientStream<IO> = monoio_rustls::ClientTlsStream<IO>;
+pub type ClientStream<IO> = TlsStream<IO, ClientConnection>;
 
 /// A socket whose first reads return bytes that were already read (peeked)
 /// from it. monoio's `PrefixedReadIo` does the copying into the caller's buffer

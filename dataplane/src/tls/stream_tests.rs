@@ -60,7 +60,7 @@ async fn pair(
 }
 
 /// Client says `ping`, server answers `pong`: proves the streams carry data
-/// after the hand-over from our handshake to monoio-rustls.
+/// after the hand-over from our handshake to the request-path stream.
 async fn exchange(server: &mut ServerStream<TcpStream>, client: &mut ClientStream<TcpStream>) {
     let (sent, _) = client.write_all(b"ping".to_vec()).await;
     sent.unwrap();
