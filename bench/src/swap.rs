@@ -32,6 +32,9 @@ pub struct SwapArgs {
     /// Markdown report.
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Keep the run directory (configs and process logs) and print its path.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The big table; `variant` changes one route so each reload is a real swap.
@@ -85,39 +88,53 @@ fn config(args: &SwapArgs, listener: u16, admin: u16, upstream: u16, variant: us
     text
 }
 
-/// The generation the node `node` has acknowledged, from the control status.
-fn acked(socket: &Path, node: &str) -> anyhow::Result<(u64, u64)> {
-    let mut stream =
-        UnixStream::connect(socket).with_context(|| format!("connecting {}", socket.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let hello = Message::Hello {
-        protocol: ProtocolVersion::CURRENT,
-        role: Role::Cli,
-        node: "bench".into(),
-    };
-    wire::write_message(&mut stream, &hello)?;
-    wire::read_message(&mut stream)?;
-    wire::write_message(&mut stream, &Message::StatusRequest)?;
-    match wire::read_message(&mut stream)? {
-        Message::StatusReply { status } => {
-            let dataplane = status.dataplanes.iter().find(|d| d.node == node);
-            Ok((
-                status.generation,
-                dataplane.map_or(0, |d| d.acked_generation),
-            ))
+/// A status connection to the control process, kept open for the whole run so
+/// that polling it costs one request/answer round trip, not a connect and a
+/// handshake each time.
+struct StatusLink {
+    stream: UnixStream,
+}
+
+impl StatusLink {
+    fn connect(socket: &Path) -> anyhow::Result<Self> {
+        let mut stream = UnixStream::connect(socket)
+            .with_context(|| format!("connecting {}", socket.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let hello = Message::Hello {
+            protocol: ProtocolVersion::CURRENT,
+            role: Role::Cli,
+            node: "bench".into(),
+        };
+        wire::write_message(&mut stream, &hello)?;
+        wire::read_message(&mut stream)?;
+        Ok(StatusLink { stream })
+    }
+
+    /// The generation served, and the one the node `node` has acknowledged.
+    fn acked(&mut self, node: &str) -> anyhow::Result<(u64, u64)> {
+        wire::write_message(&mut self.stream, &Message::StatusRequest)?;
+        match wire::read_message(&mut self.stream)? {
+            Message::StatusReply { status } => {
+                let dataplane = status.dataplanes.iter().find(|d| d.node == node);
+                Ok((
+                    status.generation,
+                    dataplane.map_or(0, |d| d.acked_generation),
+                ))
+            }
+            other => bail!("unexpected answer {}", other.kind()),
         }
-        other => bail!("unexpected answer {}", other.kind()),
     }
 }
 
-fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -{name} \"$0\""), &pid.to_string()])
-        .status()?;
-    if !status.success() {
-        bail!("kill -{name} {pid} failed");
-    }
-    Ok(())
+/// SIGHUP straight through kill(2): a `kill` command would add a process
+/// start (milliseconds) to every measured swap.
+fn sighup(pid: u32) -> anyhow::Result<()> {
+    let pid = i32::try_from(pid).context("pid out of range")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| format!("kill -HUP {pid}"))
 }
 
 /// p99 in µs from a loadgen JSON result (`response_time` percentiles).
@@ -134,7 +151,11 @@ fn p99_us(path: &Path) -> anyhow::Result<f64> {
 
 pub fn run(args: &SwapArgs) -> anyhow::Result<i32> {
     let bins = procs::build_binaries(args.no_build)?;
-    let tmp = procs::TempDir::new("ringmesh-swap")?;
+    let mut tmp = procs::TempDir::new("ringmesh-swap")?;
+    if args.keep {
+        tmp.keep();
+        println!("run directory: {}", tmp.path().display());
+    }
     let dir = tmp.path();
     let (listener, admin, upstream) = (
         procs::free_port()?,
@@ -201,20 +222,21 @@ pub fn run(args: &SwapArgs) -> anyhow::Result<i32> {
     let mut during = phase("swaps", seconds + 2)?;
     std::thread::sleep(Duration::from_millis(500));
     let mut latencies = Vec::with_capacity(args.swaps);
+    let mut status = StatusLink::connect(&socket)?;
     for swap in 1..=args.swaps {
         std::fs::write(&cfg, config(args, listener, admin, upstream, swap))?;
-        let (generation, _) = acked(&socket, "bench")?;
+        let (generation, _) = status.acked("bench")?;
         let started = Instant::now();
-        signal(control.pid(), "HUP")?;
+        sighup(control.pid())?;
         loop {
-            let (_, acked_generation) = acked(&socket, "bench")?;
+            let (_, acked_generation) = status.acked("bench")?;
             if acked_generation > generation {
                 break;
             }
             if started.elapsed() > Duration::from_secs(30) {
                 bail!("swap {swap} not acknowledged within 30 s");
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(500));
         }
         latencies.push(started.elapsed());
         std::thread::sleep(Duration::from_millis(300));

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Workers adopt a new table within one tick (10 ms) even when idle.
+/// Workers adopt a new table as soon as they are nudged, within one tick (10 ms)
+/// at worst.
 const ADOPTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Applier {
@@ -63,7 +64,7 @@ impl Applier {
                     "published, but not every worker adopted it within {ADOPTION_TIMEOUT:?}"
                 ));
             }
-            crate::blocking_pause(Duration::from_millis(1));
+            crate::blocking_pause(Duration::from_micros(100));
         }
         tracing::debug!(
             build_ms = built.as_secs_f64() * 1e3,

@@ -25,6 +25,7 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod nudge;
 pub mod policy;
 pub mod reload;
 pub mod resilience;
@@ -198,7 +199,8 @@ pub fn run(args: Args) -> ExitCode {
         },
     };
     let (registry, scraper) = metrics::registry();
-    let shared = Arc::new(state::Shared::new(table, workers, registry));
+    let (nudges, mut nudge_ends) = nudge::Nudges::new(workers);
+    let shared = Arc::new(state::Shared::new(table, workers, registry).with_nudges(nudges));
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(listener) = admin_listener {
         let admin = admin::Admin {
@@ -236,6 +238,7 @@ pub fn run(args: Args) -> ExitCode {
             sockets,
             drain_timeout,
             access_log: access_log.clone(),
+            nudge: nudge_ends.get_mut(index).and_then(Option::take),
             started: started_tx.clone(),
         };
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);

@@ -43,6 +43,8 @@ pub struct Shared {
     /// notAfter (unix seconds) of the installed SVID, from files or from the
     /// control process; 0: none.
     pub mesh_expiry: AtomicI64,
+    /// Wakes the workers on publish.
+    nudges: crate::nudge::Nudges,
 }
 
 /// Client sessions remembered per worker for TLS resumption to upstreams.
@@ -63,8 +65,15 @@ impl Shared {
             health: ArcSwap::from_pointee(HashMap::new()),
             identity: crate::tls::identity::MeshIdentity::empty(),
             mesh_expiry: AtomicI64::new(0),
+            nudges: crate::nudge::Nudges::default(),
         }
         .with_installed_identity()
+    }
+
+    /// Wake the workers through `nudges` on every publish.
+    pub fn with_nudges(mut self, nudges: crate::nudge::Nudges) -> Self {
+        self.nudges = nudges;
+        self
     }
 
     fn with_installed_identity(self) -> Self {
@@ -119,6 +128,7 @@ impl Shared {
         self.table.store(Arc::new(table));
         self.generation.store(generation, Ordering::Release);
         self.epoch.store(epoch, Ordering::Release);
+        self.nudges.nudge_all();
         epoch
     }
 

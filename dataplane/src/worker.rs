@@ -24,6 +24,8 @@ pub struct WorkerPlan {
     pub sockets: Vec<(String, TcpListener)>,
     pub drain_timeout: Duration,
     pub access_log: Option<Arc<crate::access_log::Sink>>,
+    /// This worker's end of its nudge pair (see `nudge`).
+    pub nudge: Option<std::os::unix::net::UnixStream>,
     /// Told once this worker's runtime runs and its listeners are registered.
     pub started: crossbeam_channel::Sender<usize>,
 }
@@ -31,6 +33,13 @@ pub struct WorkerPlan {
 pub async fn run(plan: WorkerPlan) {
     let access_log = crate::access_log::WorkerLog::new(plan.access_log);
     let worker = Worker::new(plan.index, plan.driver, plan.shared, access_log);
+    if let Some(socket) = plan.nudge {
+        monoio::spawn(crate::nudge::adopt_on_nudge(
+            worker.clone(),
+            plan.driver,
+            socket,
+        ));
+    }
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut accepting = Vec::new();
     for (name, socket) in plan.sockets {
@@ -62,7 +71,8 @@ pub async fn run(plan: WorkerPlan) {
         if !worker.draining.get() {
             health_checks.tick(&worker);
         }
-        // Adopt a new table even without traffic, so the swap is acknowledged.
+        // Adopt a new table even without traffic, so the swap is acknowledged
+        // (normally a nudge did already: this is the fallback).
         let _ = worker.table();
         if !worker.draining.get() && worker.shared.draining() {
             worker.draining.set(true);

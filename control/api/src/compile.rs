@@ -2,7 +2,7 @@
 //! assigns stable ids. Nothing here can fail; every check happened in `validate`.
 
 use crate::defaults as d;
-use crate::ids::{cluster_id, endpoint_id};
+use crate::ids::{cluster_id, endpoint_id_of};
 use crate::snapshot::{
     Balance, BreakerSpec, ClusterSpec, EndpointSpec, FaultSpec, ForwardHeaders, HealthCheckKind,
     HealthCheckSpec, HttpLimits, HttpListenerSpec, ListenerKind, ListenerSpec, OutlierSpec,
@@ -14,7 +14,6 @@ use crate::validated::{
     ValidHealthCheckKind, ValidHttp, ValidListener, ValidListenerKind, ValidOutlier,
     ValidRateLimit, ValidRetry, ValidRetryBudget,
 };
-use std::fmt::Write as _;
 
 pub fn compile(config: &ValidConfig, generation: u64) -> Snapshot {
     Snapshot {
@@ -118,15 +117,10 @@ fn cluster(c: &ValidCluster) -> ClusterSpec {
         endpoints: c
             .endpoints
             .iter()
-            .map(|e| {
-                addr_text.clear();
-                // Writing into a `String` cannot fail.
-                let _ = write!(addr_text, "{}", e.addr);
-                EndpointSpec {
-                    id: endpoint_id(&c.name, &addr_text),
-                    addr: e.addr,
-                    weight: e.weight.unwrap_or(d::ENDPOINT_WEIGHT),
-                }
+            .map(|e| EndpointSpec {
+                id: endpoint_id_of(&c.name, &e.addr, &mut addr_text),
+                addr: e.addr,
+                weight: e.weight.unwrap_or(d::ENDPOINT_WEIGHT),
             })
             .collect(),
         hash_key: c.hash_key.clone(),

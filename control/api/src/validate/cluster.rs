@@ -7,7 +7,6 @@ use crate::error::Errors;
 use crate::file::{BalanceFile, ClusterFile, EndpointValue};
 use crate::snapshot::{Balance, HashKey};
 use crate::validated::{ValidCluster, ValidEndpoint};
-use std::collections::HashMap;
 
 const MAX_ENDPOINT_WEIGHT: i64 = 65_535;
 const MAX_IDLE_CEILING: i64 = 10_000;
@@ -135,7 +134,8 @@ fn endpoints(
             "add at least one, such as \"127.0.0.1:9000\"",
         );
     }
-    let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+    let mut seen: foldhash::HashMap<std::net::SocketAddr, usize> =
+        foldhash::HashMap::with_capacity_and_hasher(list.len(), Default::default());
     for (i, value) in list.iter().enumerate() {
         let (addr_at, text, weight) = match value {
             EndpointValue::Addr(text) => (None, text, None),

@@ -13,7 +13,6 @@ use crate::file::{ListenerFile, Protocol, ViaValue};
 use crate::snapshot::MeshMode;
 use crate::validated::{default_route_name, ValidHttp, ValidListener, ValidListenerKind};
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 const MAX_CONNECTIONS: i64 = 1_000_000;
 /// Big enough for any real request head; heads beyond it are an abuse vector.
@@ -277,7 +276,8 @@ fn http(
     let route_count = file.route.as_ref().map_or(0, Vec::len);
     let mut routes = Vec::with_capacity(route_count);
     // Borrowed names: only routes without one get a (generated) owned name.
-    let mut names: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(route_count);
+    let mut names: foldhash::HashMap<Cow<'_, str>, usize> =
+        foldhash::HashMap::with_capacity_and_hasher(route_count, Default::default());
     let routes_at = at.key("route");
     for (i, r) in file.route.iter().flatten().enumerate() {
         let route_at = routes_at.index(i);

@@ -166,14 +166,15 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 /// Cluster names in file order, for resolving references to `ClusterRef`s. With
 /// duplicate names, references go to the first (the duplicate is an error anyway).
 pub(crate) struct ClusterNames<'a> {
-    by_name: HashMap<&'a str, usize>,
+    by_name: foldhash::HashMap<&'a str, usize>,
     names: Vec<&'a str>,
 }
 
 impl<'a> ClusterNames<'a> {
     fn new(file: &'a ConfigFile) -> Self {
-        let mut by_name = HashMap::new();
-        let mut names = Vec::new();
+        let mut by_name =
+            foldhash::HashMap::with_capacity_and_hasher(file.cluster.len(), Default::default());
+        let mut names = Vec::with_capacity(file.cluster.len());
         for (i, c) in file.cluster.iter().enumerate() {
             if let Some(name) = c.name.as_deref() {
                 by_name.entry(name).or_insert(i);
