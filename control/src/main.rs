@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 /// A reload parses, validates and compiles a whole table: most of its time goes
 /// to allocating and freeing small objects, which mimalloc does faster than glibc.
+/// Nice value of the serving control process (see `serve`).
+const CONTROL_NICE: i32 = 10;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -171,6 +174,12 @@ fn serve(config: PathBuf, socket: PathBuf, ca: &MeshCaArgs) -> u8 {
             mapped_nodes = issuer.identities().len(),
             "serving as the mesh CA"
         );
+    }
+    // Reloads compile whole tables on the node's cores: every thread of the
+    // control process (all start after this and inherit it) gives way to the
+    // dataplanes' workers. Moderately: SVIDs must still be issued on a busy node.
+    if let Err(err) = rustix::process::setpriority_process(None, CONTROL_NICE) {
+        tracing::debug!(error = %err, "cannot lower the control process's priority");
     }
     match server::serve(&config, &socket, issuer) {
         Ok(()) => commands::EXIT_OK,

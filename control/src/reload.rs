@@ -65,7 +65,7 @@ pub fn reload(shared: &Shared) -> ReloadOutcome {
         Ok(snapshot) => {
             let compile = started.elapsed();
             let fan_out_started = Instant::now();
-            match shared.publish(snapshot) {
+            match shared.publish(snapshot, Some(started)) {
                 Ok(dataplanes) => ReloadOutcome::Published {
                     generation: next,
                     dataplanes,

@@ -88,6 +88,8 @@ struct DataplaneEntry {
     last_nack: Option<String>,
     /// The SVID last sent: its SPIFFE ID and expiry (unix seconds).
     svid: Option<(String, i64)>,
+    /// Reload start → this dataplane's ack of the current generation.
+    reload_to_ack: Option<Duration>,
     events: Sender<Event>,
 }
 
@@ -95,6 +97,8 @@ struct State {
     current: Arc<Snapshot>,
     current_frame: Arc<SnapshotFrame>,
     published_at: Instant,
+    /// When the reload that produced `current` started (`None`: not a reload).
+    reload_started: Option<Instant>,
     last_error: Option<String>,
     dataplanes: BTreeMap<SessionId, DataplaneEntry>,
     next_id: SessionId,
@@ -123,6 +127,7 @@ impl Shared {
                 current: first,
                 current_frame: Arc::new(frame),
                 published_at: Instant::now(),
+                reload_started: None,
                 last_error: None,
                 dataplanes: BTreeMap::new(),
                 next_id: 1,
@@ -199,6 +204,7 @@ impl Shared {
                 sent: 0,
                 last_nack: None,
                 svid: None,
+                reload_to_ack: None,
                 events: events.clone(),
             },
         );
@@ -228,6 +234,10 @@ impl Shared {
         let mut state = self.lock();
         let serving = state.current.generation;
         let latency = (generation == serving).then(|| state.published_at.elapsed());
+        let since_reload = state
+            .reload_started
+            .filter(|_| generation == serving)
+            .map(|started| started.elapsed());
         let Some(entry) = state.dataplanes.get_mut(&id) else {
             return AckOutcome::Recorded { latency: None };
         };
@@ -239,6 +249,9 @@ impl Shared {
         }
         entry.acked = generation;
         entry.last_nack = None;
+        if since_reload.is_some() {
+            entry.reload_to_ack = since_reload;
+        }
         AckOutcome::Recorded { latency }
     }
 
@@ -258,13 +271,23 @@ impl Shared {
     /// Serves `snapshot` from now on, queues it for every dataplane, clears the last
     /// reload error, and returns how many dataplanes it was queued for. Fails, and
     /// changes nothing, if the snapshot cannot be encoded.
-    pub fn publish(&self, snapshot: Snapshot) -> Result<usize, WireError> {
+    /// `reload_started`: when the reload that compiled it began, for the
+    /// reload → acknowledgement time in `status`.
+    pub fn publish(
+        &self,
+        snapshot: Snapshot,
+        reload_started: Option<Instant>,
+    ) -> Result<usize, WireError> {
         let snapshot = Arc::new(snapshot);
         let frame = Arc::new(SnapshotFrame::encode(Arc::clone(&snapshot))?);
         let mut state = self.lock();
         state.current = snapshot;
         state.current_frame = Arc::clone(&frame);
         state.published_at = Instant::now();
+        state.reload_started = reload_started;
+        for entry in state.dataplanes.values_mut() {
+            entry.reload_to_ack = None;
+        }
         state.last_error = None;
         // A closed channel means the connection is on its way out; it unregisters
         // itself, so only count the ones that took it.
@@ -305,6 +328,9 @@ impl Shared {
                     connected_secs: entry.connected_at.elapsed().as_secs(),
                     spiffe_id: entry.svid.as_ref().map(|(id, _)| id.clone()),
                     svid_expires_unix: entry.svid.as_ref().map(|(_, expires)| *expires),
+                    reload_to_ack_us: entry
+                        .reload_to_ack
+                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                 })
                 .collect(),
         }
@@ -330,13 +356,32 @@ mod tests {
         let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
         let (id, first, receiver, _stop) = shared.register("node-a");
         assert_eq!(first.generation, 1);
-        assert_eq!(shared.publish(snapshot(2)).unwrap(), 1);
+        assert_eq!(shared.publish(snapshot(2), None).unwrap(), 1);
         match receiver.try_recv() {
             Ok(Event::Snapshot(s)) => assert_eq!(s.generation, 2),
             other => panic!("expected generation 2, got {other:?}"),
         }
         shared.unregister(id);
-        assert_eq!(shared.publish(snapshot(3)).unwrap(), 0);
+        assert_eq!(shared.publish(snapshot(3), None).unwrap(), 0);
+    }
+
+    #[test]
+    fn status_times_a_reload_until_each_acknowledgement() {
+        let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
+        let (id, _, _receiver, _stop) = shared.register("node-a");
+        let reload_to_ack = |shared: &Shared| shared.status().dataplanes[0].reload_to_ack_us;
+        let started = Instant::now() - Duration::from_millis(5);
+        shared.publish(snapshot(2), Some(started)).unwrap();
+        shared.mark_sent(id, 2);
+        assert_eq!(reload_to_ack(&shared), None, "not acknowledged yet");
+        shared.record_ack(id, 2);
+        let measured = reload_to_ack(&shared).unwrap();
+        assert!((5_000..60_000_000).contains(&measured), "{measured} µs");
+        // A generation that did not come from a reload has no such time.
+        shared.publish(snapshot(3), None).unwrap();
+        shared.mark_sent(id, 3);
+        shared.record_ack(id, 3);
+        assert_eq!(reload_to_ack(&shared), None);
     }
 
     #[test]
@@ -368,7 +413,7 @@ mod tests {
             shared.record_ack(id, 1),
             AckOutcome::Recorded { latency: Some(_) }
         ));
-        shared.publish(snapshot(2)).unwrap();
+        shared.publish(snapshot(2), None).unwrap();
         shared.mark_sent(id, 2);
         assert!(shared.record_nack(id, 2, "bind failed"));
         assert!(!shared.record_nack(id, 5, "never sent"));
@@ -392,7 +437,7 @@ mod tests {
         let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
         shared.set_error("mesh.toml: cluster[0].name: bad".into());
         assert!(shared.status().last_error.is_some());
-        shared.publish(snapshot(2)).unwrap();
+        shared.publish(snapshot(2), None).unwrap();
         assert_eq!(shared.status().last_error, None);
     }
 

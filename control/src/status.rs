@@ -162,6 +162,7 @@ mod tests {
                     connected_secs: 3_723,
                     spiffe_id: None,
                     svid_expires_unix: None,
+                    reload_to_ack_us: None,
                 },
                 DataplaneStatus {
                     node: "b".into(),
@@ -170,6 +171,7 @@ mod tests {
                     connected_secs: 5,
                     spiffe_id: None,
                     svid_expires_unix: None,
+                    reload_to_ack_us: None,
                 },
             ],
         };
@@ -195,6 +197,7 @@ mod tests {
             connected_secs: 5,
             spiffe_id: svid.map(|(id, _)| id.to_string()),
             svid_expires_unix: svid.map(|(_, at)| at),
+            reload_to_ack_us: None,
         };
         let status = ControlStatus {
             config_path: "mesh.toml".into(),

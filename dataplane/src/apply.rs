@@ -10,6 +10,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Nice value of the threads that decode and build tables (the control client,
+/// the SIGHUP reload): a swap's tens of milliseconds of CPU give way to the
+/// workers on the same cores. Moderate on purpose: under full load the swap
+/// still gets about a tenth of a core (SCHED_IDLE would starve it, and it did
+/// not measurably help the probe's p99 on this machine; bench/RESULTS-swap.md).
+const BUILD_NICE: i32 = 10;
+
+/// Lower the calling thread's scheduling priority to [`BUILD_NICE`] (Linux
+/// applies `setpriority` to one thread when given its id).
+pub fn yield_cpu_to_workers() {
+    let thread = rustix::thread::gettid();
+    if let Err(err) = rustix::process::setpriority_process(Some(thread), BUILD_NICE) {
+        tracing::debug!(error = %err, "cannot lower the table builder's priority");
+    }
+}
+
 /// Workers adopt a new table as soon as they are nudged, within one tick (10 ms)
 /// at worst.
 const ADOPTION_TIMEOUT: Duration = Duration::from_secs(5);

@@ -239,7 +239,10 @@ pub fn follow(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ringmesh-control-client".into())
-        .spawn(move || follow_forever(&path, &node, session, Some(serving), &applier))
+        .spawn(move || {
+            crate::apply::yield_cpu_to_workers();
+            follow_forever(&path, &node, session, Some(serving), &applier)
+        })
         .map(|_| ())
 }
 

@@ -284,6 +284,7 @@ pub fn run(args: Args) -> ExitCode {
     notify::notify("READY=1");
     let waited = match source {
         Source::File(path) => reload::wait_for_signals(|| {
+            apply::yield_cpu_to_workers();
             notify::reloading();
             if let Err(errors) = reload::reload_file(&path, &applier) {
                 for line in errors.lines() {

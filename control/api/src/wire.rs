@@ -99,6 +99,12 @@ pub struct DataplaneStatus {
     /// When that SVID expires, unix seconds (since 1.1).
     #[serde(default)]
     pub svid_expires_unix: Option<i64>,
+    /// Microseconds from the start of the reload that produced the generation
+    /// being served (SIGHUP received) to this dataplane's acknowledgement of it;
+    /// `None` until it acknowledges, or when that generation was not a reload
+    /// (since 1.2, optional: older peers neither send nor expect it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_to_ack_us: Option<u64>,
 }
 
 /// A PEM private key: travels as a plain JSON string, but never shows in `Debug`

@@ -137,6 +137,7 @@ fn fixtures() -> Vec<(&'static str, Message)> {
                             connected_secs: 3723,
                             spiffe_id: None,
                             svid_expires_unix: None,
+                            reload_to_ack_us: None,
                         },
                         DataplaneStatus {
                             node: "node-b".into(),
@@ -145,6 +146,7 @@ fn fixtures() -> Vec<(&'static str, Message)> {
                             connected_secs: 5,
                             spiffe_id: None,
                             svid_expires_unix: None,
+                            reload_to_ack_us: None,
                         },
                     ],
                 },
@@ -182,6 +184,7 @@ fn fixtures() -> Vec<(&'static str, Message)> {
                         connected_secs: 60,
                         spiffe_id: Some("spiffe://mesh.example/ns/default/sa/node-a".into()),
                         svid_expires_unix: Some(1_767_225_600),
+                        reload_to_ack_us: None,
                     }],
                 },
             },
