@@ -5,6 +5,7 @@
 mod connload;
 mod cpu;
 mod demo;
+mod fixed;
 mod generators;
 mod peers;
 mod procs;

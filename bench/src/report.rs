@@ -34,6 +34,9 @@ pub struct Row {
     pub percentiles: Vec<(f64, f64)>,
     /// TLS layers: version, cipher suite and key exchange group the client got.
     pub negotiated: Option<String>,
+    /// Keep-alive layers: the fixed-rate (open-loop) phase.
+    #[serde(default)]
+    pub fixed: Option<crate::fixed::FixedRate>,
 }
 
 impl Row {
@@ -54,6 +57,7 @@ impl Row {
             affinity: Vec::new(),
             percentiles: Vec::new(),
             negotiated: None,
+            fixed: None,
         }
     }
 
@@ -279,6 +283,9 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(o, "{line}");
         }
         let _ = writeln!(o);
+        if let Some(fixed) = crate::fixed::table(&rows) {
+            let _ = writeln!(o, "{fixed}");
+        }
         let file = plot_file(layer, size);
         if plotted.contains(&file) {
             let _ = writeln!(

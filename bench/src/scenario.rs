@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Markdown report (default bench/RESULTS.md).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Rate of the fixed-rate (open-loop) phase of the keep-alive scenarios,
+    /// the same for every proxy (0: skip it). Below every proxy's capacity.
+    #[arg(long, default_value_t = 5000)]
+    pub rate: u32,
 }
 
 const UPSTREAM_AND_WRK_CPU: usize = 0;
@@ -77,8 +81,13 @@ because wrk resumes the previous session when it reconnects";
 
 /// How one row's load is driven.
 enum Load<'a> {
-    /// wrk, closed loop over keep-alive connections.
-    Wrk { url: String, script: &'a Path },
+    /// wrk, closed loop over keep-alive connections (then the fixed-rate
+    /// phase, whose generator trusts `ca` for an `https` url).
+    Wrk {
+        url: String,
+        script: &'a Path,
+        ca: Option<&'a Path>,
+    },
     /// `conn-load`: a new connection per request, TLS when `ca` is given.
     Conn {
         exe: &'a Path,
@@ -90,6 +99,10 @@ enum Load<'a> {
 
 /// The settings every measurement of a run shares.
 struct Measure {
+    /// Fixed-rate phase: its rate (0: none), generator and result directory.
+    rate: u32,
+    loadgen: PathBuf,
+    dir: PathBuf,
     connections: usize,
     warmup: Duration,
     measure: Duration,
@@ -152,6 +165,9 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
         measure,
         cpu_load,
         tck,
+        rate: args.rate,
+        loadgen: bins.loadgen.clone(),
+        dir: tmp.path().to_path_buf(),
     };
     let proxies: Vec<Proxy> = Proxy::ALL
         .into_iter()
@@ -216,6 +232,10 @@ pub fn run(layers: &[Layer], args: &BenchArgs) -> anyhow::Result<i32> {
                         Load::Wrk {
                             url: format!("{scheme}://127.0.0.1:{port}/"),
                             script: &script,
+                            ca: tls_files
+                                .as_ref()
+                                .filter(|_| tls_here)
+                                .map(|f| f.ca.as_path()),
                         }
                     };
                     let row = measure_one(
@@ -373,7 +393,7 @@ fn start_upstream(
 /// Drives `load` for `duration`.
 fn drive(load: &Load, m: &Measure, duration: Duration) -> anyhow::Result<WrkResult> {
     match load {
-        Load::Wrk { url, script } => {
+        Load::Wrk { url, script, .. } => {
             wrk::run(url, m.connections, duration, m.cpu_load, Some(script))
         }
         Load::Conn {
@@ -411,6 +431,33 @@ fn measure_one(
     let u1 = cpu::cpu_ticks(upstream_pid)?;
     let tck = m.tck;
     let per_req = |ticks: u64| ticks as f64 / tck * 1e6 / w.requests.max(1) as f64;
+    let fixed = match load {
+        Load::Wrk { url, ca, .. } if m.rate > 0 => {
+            let out = m.dir.join(format!(
+                "fixed-{}-{size}-{}.json",
+                layer.title().replace([' ', '/', ','], "-"),
+                proxy.name()
+            ));
+            let phase = crate::fixed::Phase {
+                loadgen: &m.loadgen,
+                url,
+                ca: *ca,
+                rate: m.rate,
+                connections: m.connections,
+                duration: m.measure,
+                cpu: m.cpu_load,
+                out: &out,
+            };
+            match crate::fixed::measure(&phase, &pids, tck) {
+                Ok(fixed) => Some(fixed),
+                Err(e) => {
+                    eprintln!("bench: {} fixed-rate phase failed: {e:#}", proxy.name());
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let affinity = pids
         .first()
         .map(|&p| {
@@ -440,6 +487,7 @@ fn measure_one(
         affinity,
         percentiles: w.percentiles,
         negotiated: running.and_then(|r| r.negotiated.clone()),
+        fixed,
     })
 }
 
@@ -457,6 +505,19 @@ fn print_row(r: &Row) {
         r.errors,
         r.affinity.join(" ")
     );
+    if let Some(f) = &r.fixed {
+        eprintln!(
+            "bench:   at {:.0} req/s: proxy CPU {}  p50 {:.0}µs  p99 {:.0}µs  p99.9 {:.0}µs  errors {}  generator {}",
+            f.achieved_rate,
+            f.cpu_us_per_req
+                .map_or("–".to_string(), |c| format!("{c:.1} µs/req")),
+            f.p50_us,
+            f.p99_us,
+            f.p999_us,
+            f.errors,
+            f.verdict
+        );
+    }
 }
 
 fn upstream_desc(kind: &str) -> &'static str {
