@@ -59,7 +59,10 @@ pub fn measure(phase: &Phase<'_>, proxy_pids: &[u32], tck: f64) -> anyhow::Resul
         None => Command::new(phase.loadgen),
     };
     cmd.args(["run", phase.url, "--rate", &phase.rate.to_string()])
-        .args(["--duration", &format!("{}s", phase.duration.as_secs().max(1))])
+        .args([
+            "--duration",
+            &format!("{}s", phase.duration.as_secs().max(1)),
+        ])
         .args(["--connections", &phase.connections.to_string()])
         .arg("--out")
         .arg(phase.out)
@@ -79,7 +82,10 @@ pub fn measure(phase: &Phase<'_>, proxy_pids: &[u32], tck: f64) -> anyhow::Resul
     })?;
     let json: serde_json::Value = serde_json::from_str(&text).context("loadgen result")?;
     let num = |pointer: &str| json.pointer(pointer).and_then(serde_json::Value::as_f64);
-    let Some(requests) = json.pointer("/requests/ok").and_then(serde_json::Value::as_u64) else {
+    let Some(requests) = json
+        .pointer("/requests/ok")
+        .and_then(serde_json::Value::as_u64)
+    else {
         bail!("no request count in {}", phase.out.display());
     };
     let ticks = after.saturating_sub(before);
