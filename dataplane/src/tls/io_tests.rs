@@ -4,36 +4,17 @@
 
 use super::*;
 use crate::tls::stream::{accept, connect, ClientStream, ServerStream};
-use crate::tls::testpki::{web_params, Ca};
+use crate::tls::testpki::{on_both_drivers, web_params, Ca};
 use monoio::io::{AsyncReadRentExt, OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::{TcpListener, TcpStream};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
 type Relay = monoio_rustls::ServerTlsStream<Rewind<TcpStream>>;
-
-fn on_both_drivers<F, Fut>(test: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut legacy = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap();
-    legacy.block_on(test());
-    if let Ok(mut uring) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-    {
-        uring.block_on(test());
-    }
-}
 
 fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let root = Ca::root("io root");

@@ -10,32 +10,12 @@ use crate::tls::config::{
     ALPN_HTTP1,
 };
 use crate::tls::spiffe::SpiffePattern;
-use crate::tls::testpki::{id, web_params, Ca, Leaf, Mesh, TD};
+use crate::tls::testpki::{id, on_both_drivers, web_params, Ca, Leaf, Mesh, TD};
 use crate::tls::verify::{shared_bundle, ExpectedPeer, ServerVerifier, SharedBundle, TrustBundle};
 use monoio::io::AsyncReadRentExt;
 use monoio::net::{TcpListener, TcpStream};
-use std::future::Future;
 
 const DEADLINE: Duration = Duration::from_secs(5);
-
-/// Run a test body on the epoll driver, and on io_uring where the kernel allows.
-fn on_both_drivers<F, Fut>(test: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut legacy = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap();
-    legacy.block_on(test());
-    if let Ok(mut uring) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-    {
-        uring.block_on(test());
-    }
-}
 
 type Server = Result<(ServerStream<TcpStream>, PeerInfo), TlsFailure>;
 type Client = Result<(ClientStream<TcpStream>, PeerInfo), TlsFailure>;

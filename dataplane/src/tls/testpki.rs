@@ -1,5 +1,6 @@
 //! Test-only PKI minted with rcgen: CAs, intermediates, good SVIDs and the ten
-//! kinds of bad certificate the mesh must refuse, each with its reason label.
+//! kinds of bad certificate the mesh must refuse, each with its reason label; and
+//! the helper that runs a TLS test on both io drivers.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -229,5 +230,24 @@ impl Mesh {
             ("self-signed", self_signed, "self_signed"),
             ("truncated chain", truncated, "incomplete_chain"),
         ]
+    }
+}
+
+/// Run a test body on the epoll driver, and on io_uring where the kernel allows.
+pub fn on_both_drivers<F, Fut>(test: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut legacy = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    legacy.block_on(test());
+    if let Ok(mut uring) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        uring.block_on(test());
     }
 }
