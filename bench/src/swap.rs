@@ -187,9 +187,11 @@ fn swap_once(
     }
 }
 
-fn median_of(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+/// The median, leaving `values` in round order for the report.
+fn median_of(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 pub fn run(args: &SwapArgs) -> anyhow::Result<i32> {
@@ -274,6 +276,10 @@ pub fn run(args: &SwapArgs) -> anyhow::Result<i32> {
     let mut latencies = Vec::with_capacity(args.swaps);
     let (mut p99s_quiet, mut p99s_swaps) = (Vec::new(), Vec::new());
     let mut texts = variants.iter().enumerate();
+    // Not measured: the first seconds of load after start-up (connections,
+    // page faults, caches) are slower than any later phase and would land in
+    // the quiet arm.
+    phase("warm-up", phase_secs)?.wait()?;
     for round in 0..rounds {
         let quiet_json = format!("quiet-{round}");
         phase(&quiet_json, phase_secs)?.wait()?;
@@ -290,8 +296,8 @@ pub fn run(args: &SwapArgs) -> anyhow::Result<i32> {
         during.wait()?;
         p99s_swaps.push(p99_us(&dir.join(format!("{swaps_json}.json")))?);
     }
-    let p99_quiet = median_of(&mut p99s_quiet);
-    let p99_swaps = median_of(&mut p99s_swaps);
+    let p99_quiet = median_of(&p99s_quiet);
+    let p99_swaps = median_of(&p99s_swaps);
 
     latencies.sort();
     let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
