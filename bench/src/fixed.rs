@@ -119,7 +119,9 @@ pub fn measure(phase: &Phase<'_>, proxy_pids: &[u32], tck: f64) -> anyhow::Resul
 
 /// The fixed-rate table of one group of rows, if any row has the phase.
 pub fn table(rows: &[&Row]) -> Option<String> {
-    let fixed = |r: &Row| r.fixed.clone().filter(|_| r.skipped.is_none());
+    fn fixed(r: &Row) -> Option<&FixedRate> {
+        r.fixed.as_ref().filter(|_| r.skipped.is_none())
+    }
     let rate = rows.iter().find_map(|r| fixed(r)).map(|f| f.rate)?;
     let direct = rows
         .iter()

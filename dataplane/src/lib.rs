@@ -283,20 +283,23 @@ pub fn run(args: Args) -> ExitCode {
     let applier = apply::Applier::new(shared.clone(), shared.current().bound_listeners());
     notify::notify("READY=1");
     let waited = match source {
-        Source::File(path) => reload::wait_for_signals(|| {
+        Source::File(path) => {
+            // This (main) thread builds the tables of SIGHUP reloads.
             apply::yield_cpu_to_workers();
-            notify::reloading();
-            if let Err(errors) = reload::reload_file(&path, &applier) {
-                for line in errors.lines() {
-                    tracing::error!("reload rejected: {line}");
+            reload::wait_for_signals(|| {
+                notify::reloading();
+                if let Err(errors) = reload::reload_file(&path, &applier) {
+                    for line in errors.lines() {
+                        tracing::error!("reload rejected: {line}");
+                    }
+                    tracing::warn!(
+                        generation = applier.shared().generation(),
+                        "keeping the current configuration"
+                    );
                 }
-                tracing::warn!(
-                    generation = applier.shared().generation(),
-                    "keeping the current configuration"
-                );
-            }
-            notify::notify("READY=1");
-        }),
+                notify::notify("READY=1");
+            })
+        }
         Source::Control {
             path,
             node,
