@@ -43,6 +43,14 @@ pub async fn run(plan: WorkerPlan) {
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut accepting = Vec::new();
     for (name, socket) in plan.sockets {
+        // A plain descriptor for the same socket, closed synchronously after the drain.
+        let stopper = match socket.try_clone() {
+            Ok(stopper) => stopper,
+            Err(err) => {
+                tracing::error!(listener = %name, error = %err, "cannot duplicate listener socket");
+                continue;
+            }
+        };
         match monoio::net::TcpListener::from_std(socket) {
             Ok(listener) => {
                 let handle = canceller.borrow().handle();
@@ -50,6 +58,7 @@ pub async fn run(plan: WorkerPlan) {
                     worker.clone(),
                     name,
                     listener,
+                    stopper,
                     handle,
                 )));
             }
@@ -110,6 +119,7 @@ async fn accept_loop(
     worker: Rc<Worker>,
     name: String,
     listener: monoio::net::TcpListener,
+    stopper: std::net::TcpListener,
     cancel: CancelHandle,
 ) {
     loop {
@@ -128,7 +138,14 @@ async fn accept_loop(
             }
         }
     }
-    // Dropping the listener closes this worker's socket: no new connections.
+    // Dropping the listener would close the socket through an io_uring op that
+    // is only submitted on the ring's next turn; a worker with nothing left to
+    // drain may exit first, and the socket would go on completing handshakes that
+    // nobody accepts. shutdown(2) takes it out of LISTEN now (queued connections
+    // are reset), so new connections are refused the moment the drain starts.
+    if let Err(err) = socket2::SockRef::from(&stopper).shutdown(std::net::Shutdown::Both) {
+        tracing::debug!(listener = %name, error = %err, "shutdown of the listening socket");
+    }
 }
 
 fn admit(
