@@ -92,6 +92,6 @@ impl Client {
 fn unexpected(expected: &'static str, got: &Message) -> ClientError {
     ClientError::Unexpected {
         expected,
-        got: crate::handshake::message_kind(got),
+        got: got.kind(),
     }
 }

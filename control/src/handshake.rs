@@ -51,7 +51,7 @@ pub fn decide(first: &Message, ours: ProtocolVersion) -> Decision {
     else {
         return Decision::Reject(format!(
             "the first frame must be hello, got {}",
-            message_kind(first)
+            first.kind()
         ));
     };
     if !ours.compatible_with(*protocol) {
@@ -90,22 +90,6 @@ fn check_node_name(node: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The message's kind as it appears on the wire (`hello`, `status_request`, ...).
-pub fn message_kind(message: &Message) -> &'static str {
-    match message {
-        Message::Hello { .. } => "hello",
-        Message::HelloAck { .. } => "hello_ack",
-        Message::Reject { .. } => "reject",
-        Message::Snapshot { .. } => "snapshot",
-        Message::Ack { .. } => "ack",
-        Message::Nack { .. } => "nack",
-        Message::StatusRequest => "status_request",
-        Message::StatusReply { .. } => "status_reply",
-        Message::SnapshotRequest => "snapshot_request",
-        Message::Identity { .. } => "identity",
-    }
 }
 
 #[cfg(test)]
@@ -147,7 +131,7 @@ mod tests {
         assert_eq!(
             decision,
             Decision::Reject(
-                "protocol 2.0 is not supported by this control process (speaks 1.2)".into()
+                "protocol 2.0 is not supported by this control process (speaks 1.3)".into()
             )
         );
     }

@@ -14,7 +14,7 @@
 //! each renewal time: it waits for "next snapshot or renewal due", whichever is
 //! first (`next_event`), so every frame leaves from this one thread.
 
-use crate::handshake::{self, check_peer_uid, message_kind, Accepted, Decision};
+use crate::handshake::{self, check_peer_uid, Accepted, Decision};
 use crate::issuer::SessionIdentity;
 use crate::socket::{peer_credentials, Peer};
 use crate::state::{AckOutcome, Event, SessionId, Shared, SnapshotFrame};
@@ -179,9 +179,11 @@ fn serve_dataplane(mut stream: UnixStream, shared: &Arc<Shared>, client: &Accept
             Next::Snapshot(frame) if frame.generation > last_sent => {
                 // Recorded before writing: a fast dataplane may answer before the write
                 // call returns, and its Ack must find the generation already sent.
+                let peer_has = last_sent;
                 last_sent = frame.generation;
                 shared.mark_sent(id, last_sent);
-                let bytes = match frame.bytes_for(client.protocol) {
+                let delta = frame.is_delta_for(client.protocol, peer_has);
+                let bytes = match frame.bytes_for(client.protocol, peer_has) {
                     Ok(bytes) => bytes,
                     Err(err) => {
                         tracing::warn!(node, generation = last_sent, error = %err, "encoding the snapshot failed; closing");
@@ -192,7 +194,13 @@ fn serve_dataplane(mut stream: UnixStream, shared: &Arc<Shared>, client: &Accept
                     tracing::warn!(node, generation = last_sent, error = %err, "sending the snapshot failed; closing");
                     break;
                 }
-                tracing::debug!(node, generation = last_sent, "snapshot sent");
+                tracing::debug!(
+                    node,
+                    generation = last_sent,
+                    delta,
+                    bytes = bytes.len(),
+                    "snapshot sent"
+                );
             }
             Next::Snapshot(_) | Next::Timer => {}
             Next::End => break,
@@ -293,7 +301,7 @@ fn read_answers(
             Ok(other) => {
                 tracing::warn!(
                     node,
-                    kind = message_kind(&other),
+                    kind = other.kind(),
                     "unexpected message from a dataplane; closing"
                 );
                 break;
@@ -324,7 +332,7 @@ fn serve_cli(mut stream: UnixStream, shared: &Shared, client: &Accepted) {
                 snapshot: Box::new((*shared.current()).clone()),
             },
             Ok(other) => {
-                let kind = message_kind(&other);
+                let kind = other.kind();
                 tracing::warn!(label, kind, "unexpected message from a cli client; closing");
                 refuse(
                     &mut stream,

@@ -10,6 +10,7 @@
 //! snapshot as "current" when it registers, or receives it through its channel.
 
 use crate::issuer::SvidIssuer;
+use ringmesh_api::delta::SnapshotDelta;
 use ringmesh_api::wire::{self, ControlStatus, DataplaneStatus, ProtocolVersion, WireError};
 use ringmesh_api::{Compiler, ConfigErrors, Snapshot};
 use std::collections::BTreeMap;
@@ -24,13 +25,16 @@ pub type SessionId = u64;
 /// A snapshot encoded once as a wire frame, shared by every connection that sends
 /// it: fan-out to many dataplanes costs one serialization, not one per dataplane.
 /// The binary frame (protocol 1.2) is encoded at once; the JSON one only when a
-/// peer older than 1.2 asks for it.
+/// peer older than 1.2 asks for it. A reload also carries the delta from the
+/// generation before (protocol 1.3), for the peers that were sent that one.
 #[derive(Debug)]
 pub struct SnapshotFrame {
     pub generation: u64,
     snapshot: Arc<Snapshot>,
     /// Length prefix and binary payload, ready to write.
     binary: Vec<u8>,
+    /// The generation the delta applies to, and its frame.
+    delta: Option<(u64, Vec<u8>)>,
     json: OnceLock<Result<Vec<u8>, String>>,
 }
 
@@ -41,12 +45,31 @@ impl SnapshotFrame {
             generation: snapshot.generation,
             snapshot,
             binary,
+            delta: None,
             json: OnceLock::new(),
         })
     }
 
-    /// The frame to write to a peer that announced `protocol`.
-    pub fn bytes_for(&self, protocol: ProtocolVersion) -> Result<&[u8], String> {
+    /// Adds the delta that leads to this snapshot (ignored if it does not, or
+    /// cannot be encoded: peers then get the complete snapshot).
+    fn with_delta(mut self, delta: Option<&SnapshotDelta>) -> SnapshotFrame {
+        self.delta = delta
+            .filter(|delta| delta.generation == self.generation)
+            .and_then(|delta| {
+                let frame = wire::encode_delta_binary(delta).ok()?;
+                Some((delta.base, frame))
+            });
+        self
+    }
+
+    /// The frame to write to a peer that announced `protocol` and was last sent
+    /// generation `peer_has` (0: nothing yet).
+    pub fn bytes_for(&self, protocol: ProtocolVersion, peer_has: u64) -> Result<&[u8], String> {
+        if protocol.has_snapshot_deltas() {
+            if let Some((_, frame)) = self.delta.as_ref().filter(|(base, _)| *base == peer_has) {
+                return Ok(frame);
+            }
+        }
         if protocol.has_binary_snapshots() {
             return Ok(&self.binary);
         }
@@ -54,6 +77,15 @@ impl SnapshotFrame {
             .get_or_init(|| wire::encode_snapshot(&self.snapshot).map_err(|err| err.to_string()))
             .as_deref()
             .map_err(Clone::clone)
+    }
+
+    /// Whether `bytes_for(protocol, peer_has)` is a delta (for logs).
+    pub fn is_delta_for(&self, protocol: ProtocolVersion, peer_has: u64) -> bool {
+        protocol.has_snapshot_deltas()
+            && self
+                .delta
+                .as_ref()
+                .is_some_and(|(base, _)| *base == peer_has)
     }
 }
 
@@ -276,11 +308,16 @@ impl Shared {
     pub fn publish(
         &self,
         snapshot: Snapshot,
+        delta: Option<&SnapshotDelta>,
         reload_started: Option<Instant>,
     ) -> Result<usize, WireError> {
         let snapshot = Arc::new(snapshot);
-        let frame = Arc::new(SnapshotFrame::encode(Arc::clone(&snapshot))?);
+        let frame = SnapshotFrame::encode(Arc::clone(&snapshot))?;
         let mut state = self.lock();
+        // Only a delta from the snapshot being replaced is any use.
+        let frame = Arc::new(
+            frame.with_delta(delta.filter(|delta| delta.base == state.current.generation)),
+        );
         state.current = snapshot;
         state.current_frame = Arc::clone(&frame);
         state.published_at = Instant::now();
@@ -356,13 +393,13 @@ mod tests {
         let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
         let (id, first, receiver, _stop) = shared.register("node-a");
         assert_eq!(first.generation, 1);
-        assert_eq!(shared.publish(snapshot(2), None).unwrap(), 1);
+        assert_eq!(shared.publish(snapshot(2), None, None).unwrap(), 1);
         match receiver.try_recv() {
             Ok(Event::Snapshot(s)) => assert_eq!(s.generation, 2),
             other => panic!("expected generation 2, got {other:?}"),
         }
         shared.unregister(id);
-        assert_eq!(shared.publish(snapshot(3), None).unwrap(), 0);
+        assert_eq!(shared.publish(snapshot(3), None, None).unwrap(), 0);
     }
 
     #[test]
@@ -371,14 +408,14 @@ mod tests {
         let (id, _, _receiver, _stop) = shared.register("node-a");
         let reload_to_ack = |shared: &Shared| shared.status().dataplanes[0].reload_to_ack_us;
         let started = Instant::now() - Duration::from_millis(5);
-        shared.publish(snapshot(2), Some(started)).unwrap();
+        shared.publish(snapshot(2), None, Some(started)).unwrap();
         shared.mark_sent(id, 2);
         assert_eq!(reload_to_ack(&shared), None, "not acknowledged yet");
         shared.record_ack(id, 2);
         let measured = reload_to_ack(&shared).unwrap();
         assert!((5_000..60_000_000).contains(&measured), "{measured} µs");
         // A generation that did not come from a reload has no such time.
-        shared.publish(snapshot(3), None).unwrap();
+        shared.publish(snapshot(3), None, None).unwrap();
         shared.mark_sent(id, 3);
         shared.record_ack(id, 3);
         assert_eq!(reload_to_ack(&shared), None);
@@ -389,7 +426,7 @@ mod tests {
         let frame = SnapshotFrame::encode(Arc::new(snapshot(4))).unwrap();
         for minor in [0, 1, 2, 3] {
             let bytes = frame
-                .bytes_for(ProtocolVersion { major: 1, minor })
+                .bytes_for(ProtocolVersion { major: 1, minor }, 3)
                 .unwrap();
             let binary = bytes[4..].starts_with(&wire::BINARY_SNAPSHOT);
             assert_eq!(binary, minor >= 2, "minor {minor}");
@@ -404,6 +441,42 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_goes_to_1_3_peers_that_were_sent_its_base() {
+        let edited = |generation| {
+            compile_str(
+                "[[cluster]]\nname = \"a\"\nendpoints = [\"127.0.0.1:2\"]\n",
+                "mesh.toml",
+                generation,
+            )
+            .unwrap()
+        };
+        let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
+        let (_id, _, receiver, _stop) = shared.register("node-a");
+        let delta = SnapshotDelta::between(&snapshot(1), &edited(2)).unwrap();
+        shared.publish(edited(2), Some(&delta), None).unwrap();
+        let Ok(Event::Snapshot(frame)) = receiver.try_recv() else {
+            panic!("nothing queued");
+        };
+        let v = |minor| ProtocolVersion { major: 1, minor };
+        let is_delta = |bytes: &[u8]| bytes[4..].starts_with(&wire::BINARY_DELTA);
+        assert!(is_delta(frame.bytes_for(v(3), 1).unwrap()));
+        assert!(frame.is_delta_for(v(3), 1));
+        // Sent something else before, nothing yet, or too old for deltas: complete.
+        for (minor, peer_has) in [(3, 0), (3, 7), (2, 1)] {
+            assert!(!is_delta(frame.bytes_for(v(minor), peer_has).unwrap()));
+            assert!(!frame.is_delta_for(v(minor), peer_has));
+        }
+        // A delta from another generation than the one served is not attached.
+        let stale = SnapshotDelta::between(&snapshot(1), &edited(3)).unwrap();
+        shared.publish(edited(3), Some(&stale), None).unwrap();
+        let Ok(Event::Snapshot(frame)) = receiver.try_recv() else {
+            panic!("nothing queued");
+        };
+        assert!(!frame.is_delta_for(v(3), 1));
+        assert!(!frame.is_delta_for(v(3), 2));
+    }
+
+    #[test]
     fn acks_and_nacks_are_checked_against_what_was_sent() {
         let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
         let (id, _, _receiver, _stop) = shared.register("node-a");
@@ -413,7 +486,7 @@ mod tests {
             shared.record_ack(id, 1),
             AckOutcome::Recorded { latency: Some(_) }
         ));
-        shared.publish(snapshot(2), None).unwrap();
+        shared.publish(snapshot(2), None, None).unwrap();
         shared.mark_sent(id, 2);
         assert!(shared.record_nack(id, 2, "bind failed"));
         assert!(!shared.record_nack(id, 5, "never sent"));
@@ -437,7 +510,7 @@ mod tests {
         let shared = Shared::new("mesh.toml".into(), snapshot(1)).unwrap();
         shared.set_error("mesh.toml: cluster[0].name: bad".into());
         assert!(shared.status().last_error.is_some());
-        shared.publish(snapshot(2), None).unwrap();
+        shared.publish(snapshot(2), None, None).unwrap();
         assert_eq!(shared.status().last_error, None);
     }
 

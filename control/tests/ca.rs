@@ -192,6 +192,8 @@ fn ca_init_then_serve_issues_and_rotates_svids() {
     while second.is_none() {
         match dataplane.next_message(Duration::from_secs(10)) {
             Some(Message::Snapshot { snapshot }) => second = Some(snapshot.generation),
+            // This client speaks the current protocol: the reload comes as a delta.
+            Some(Message::SnapshotDelta { delta }) => second = Some(delta.generation),
             Some(Message::Identity { .. }) => {}
             other => panic!("expected generation 2, got {other:?}"),
         }

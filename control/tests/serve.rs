@@ -42,6 +42,10 @@ fn dataplane_follows_reloads_and_status_reports_it() {
         .expect("generation 2");
     assert_eq!(second.generation, 2);
     assert_eq!(second.listeners[0].bind.port(), 18090);
+    assert_eq!(
+        dataplane.deltas, 1,
+        "a 1.3 dataplane gets the change as a delta"
+    );
     dataplane.ack(2);
     server.wait_status(|s| s.contains("generation: 2\n") && s.contains("acked 2 "));
     let log = server.log_text();
@@ -56,6 +60,11 @@ fn dataplane_follows_reloads_and_status_reports_it() {
         .next_snapshot(Duration::from_secs(10))
         .expect("generation 3");
     assert_eq!(third.generation, 3);
+    // Applied to generation 2, and equal to what the control process compiled.
+    assert_eq!(
+        third,
+        ringmesh_api::compile_str(&config(18090, 18082), "mesh.toml", 3).unwrap()
+    );
     dataplane.nack(3, "bind failed");
     let status = server.wait_status(|s| s.contains("last nack: generation 3: bind failed"));
     assert!(status.contains("acked 2 behind"), "{status}");
@@ -160,7 +169,7 @@ fn incompatible_major_and_missing_hello_are_rejected() {
     let server = Server::start("reject", &config(18080, 18081));
     let v2 = ProtocolVersion { major: 2, minor: 0 };
     let (_stream, answer) = FakeDataplane::hello(&server.socket, v2, Role::Dataplane, "node-a");
-    let expected = "protocol 2.0 is not supported by this control process (speaks 1.2)";
+    let expected = "protocol 2.0 is not supported by this control process (speaks 1.3)";
     assert_eq!(
         answer,
         Message::Reject {

@@ -10,8 +10,15 @@
 //! generations). One that arrives before `Shared` exists (while the first
 //! snapshot is read or rebuilt) waits in the session (`pending_identity`) and is
 //! installed when following starts, so none is lost.
+//!
+//! Since protocol 1.3 a reload usually arrives as a `snapshot_delta`: the changes
+//! from the snapshot received just before, applied to a copy of it kept here
+//! (`Received`). A delta that does not apply means the two sides disagree on
+//! that snapshot: the client reconnects, and the control process starts the new
+//! connection with a complete snapshot.
 
 use crate::apply::Applier;
+use ringmesh_api::delta::SnapshotDelta;
 use ringmesh_api::wire::{self, KeyPem, Message, ProtocolVersion, Role, WireError};
 use ringmesh_api::Snapshot;
 use std::os::unix::net::UnixStream;
@@ -42,6 +49,7 @@ pub struct Identity {
 #[derive(Debug)]
 pub enum Incoming {
     Snapshot(Snapshot),
+    Delta(Box<SnapshotDelta>),
     Identity(Identity),
 }
 
@@ -55,6 +63,8 @@ pub enum SessionError {
     Wire(#[from] WireError),
     #[error("unexpected message from control: {0}")]
     Unexpected(String),
+    #[error("snapshot delta does not apply: {0}")]
+    Delta(String),
 }
 
 impl SessionError {
@@ -96,16 +106,25 @@ impl Session {
             stream,
             pending_identity: None,
         };
-        let snapshot = session.next_snapshot()?;
+        let snapshot = session.next_snapshot(None)?;
         Ok((session, snapshot))
     }
 
-    /// The next snapshot. An identity read on the way is kept for
+    /// The next snapshot; a delta is applied to `received`, the snapshot received
+    /// last. An identity read on the way is kept for
     /// [`Session::take_pending_identity`] (the newest one wins).
-    pub fn next_snapshot(&mut self) -> Result<Snapshot, SessionError> {
+    pub fn next_snapshot(&mut self, received: Option<Snapshot>) -> Result<Snapshot, SessionError> {
+        let mut received = received;
         loop {
             match self.next_incoming()? {
                 Incoming::Snapshot(snapshot) => return Ok(snapshot),
+                Incoming::Delta(delta) => {
+                    let mut snapshot = received.take().ok_or_else(|| {
+                        SessionError::Delta("no complete snapshot received before it".into())
+                    })?;
+                    delta.apply(&mut snapshot).map_err(SessionError::Delta)?;
+                    return Ok(snapshot);
+                }
                 Incoming::Identity(identity) => self.pending_identity = Some(identity),
             }
         }
@@ -126,6 +145,17 @@ impl Session {
                         "snapshot decoded"
                     );
                     return Ok(Incoming::Snapshot(*snapshot));
+                }
+                Message::SnapshotDelta { delta } => {
+                    tracing::debug!(
+                        generation = delta.generation,
+                        base = delta.base,
+                        items = delta.items(),
+                        bytes = payload.len(),
+                        decode_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "snapshot delta decoded"
+                    );
+                    return Ok(Incoming::Delta(delta));
                 }
                 Message::Identity {
                     spiffe_id,
@@ -254,7 +284,10 @@ fn follow_forever(
     applier: &Applier,
 ) {
     let mut backoff = Backoff::new();
-    let mut current = serving;
+    let mut current = serving.map(|snapshot| Received {
+        snapshot,
+        served: true,
+    });
     if let Some(identity) = session.take_pending_identity() {
         install_identity(applier, &identity);
     }
@@ -266,6 +299,15 @@ fn follow_forever(
                     tracing::warn!(error = %err, "control connection lost");
                 }
                 continue;
+            }
+            Ok(Incoming::Delta(delta)) => {
+                backoff.reset();
+                match apply_delta(&mut session, applier, &mut current, *delta) {
+                    Ok(()) => continue,
+                    // Reconnecting is what makes the control process send a
+                    // complete snapshot.
+                    Err(err) => tracing::warn!(error = %err, "reconnecting to the control process"),
+                }
             }
             Ok(Incoming::Identity(identity)) => {
                 install_identity(applier, &identity);
@@ -352,10 +394,35 @@ fn install_identity(applier: &Applier, identity: &Identity) {
     }
 }
 
+/// The snapshot received last: what the next delta applies to. `served` is false
+/// when the workers could not take it (it was answered with a Nack) and still
+/// serve an older table.
+struct Received {
+    snapshot: Snapshot,
+    served: bool,
+}
+
+/// Applies a delta to the snapshot received last, then builds and answers it
+/// like a complete snapshot. An error means the session must be reopened.
+fn apply_delta(
+    session: &mut Session,
+    applier: &Applier,
+    current: &mut Option<Received>,
+    delta: SnapshotDelta,
+) -> Result<(), SessionError> {
+    let Some(Received { mut snapshot, .. }) = current.take() else {
+        return Err(SessionError::Delta(
+            "no complete snapshot received before it".into(),
+        ));
+    };
+    delta.apply(&mut snapshot).map_err(SessionError::Delta)?;
+    build_and_answer(session, applier, current, snapshot, true)
+}
+
 fn apply_and_answer(
     session: &mut Session,
     applier: &Applier,
-    current: &mut Option<Snapshot>,
+    current: &mut Option<Received>,
     snapshot: Snapshot,
 ) -> Result<(), SessionError> {
     let generation = snapshot.generation;
@@ -363,30 +430,51 @@ fn apply_and_answer(
     // Compared part by part: cloning a large table just to equalize the
     // generation cost more than the comparison itself.
     // The destructuring names every field, so a new one cannot be forgotten here.
-    let unchanged = current.as_ref().is_some_and(|now| {
-        let Snapshot {
-            generation: _,
-            runtime,
-            listeners,
-            clusters,
-            mesh,
-        } = &snapshot;
-        now.runtime == *runtime
-            && now.listeners == *listeners
-            && now.clusters == *clusters
-            && now.mesh == *mesh
-    });
+    let unchanged = current
+        .as_ref()
+        .filter(|now| now.served)
+        .is_some_and(|now| {
+            let now = &now.snapshot;
+            let Snapshot {
+                generation: _,
+                runtime,
+                listeners,
+                clusters,
+                mesh,
+            } = &snapshot;
+            now.runtime == *runtime
+                && now.listeners == *listeners
+                && now.clusters == *clusters
+                && now.mesh == *mesh
+        });
     if unchanged {
         applier.shared().renumber(generation);
         if let Some(now) = current.as_mut() {
-            now.generation = generation;
+            now.snapshot.generation = generation;
         }
         return session.ack(generation);
     }
-    match applier.apply(&snapshot) {
+    build_and_answer(session, applier, current, snapshot, false)
+}
+
+/// Builds `snapshot` for the workers and answers Ack or Nack; either way it is
+/// the snapshot received last.
+fn build_and_answer(
+    session: &mut Session,
+    applier: &Applier,
+    current: &mut Option<Received>,
+    snapshot: Snapshot,
+    delta: bool,
+) -> Result<(), SessionError> {
+    let generation = snapshot.generation;
+    let built = applier.apply(&snapshot);
+    *current = Some(Received {
+        snapshot,
+        served: built.is_ok(),
+    });
+    match built {
         Ok(took) => {
-            tracing::info!(generation, took = ?took, "table swapped");
-            *current = Some(snapshot);
+            tracing::info!(generation, delta, took = ?took, "table swapped");
             session.ack(generation)
         }
         Err(reason) => {
@@ -422,6 +510,61 @@ mod tests {
         Message::Snapshot {
             snapshot: Box::new(snapshot),
         }
+    }
+
+    fn compiled(endpoint: &str, generation: u64) -> Snapshot {
+        ringmesh_api::compile_str(
+            &format!("[[cluster]]\nname = \"a\"\nendpoints = [\"{endpoint}\"]\n"),
+            "mesh.toml",
+            generation,
+        )
+        .unwrap()
+    }
+
+    fn delta(from: &Snapshot, to: &Snapshot) -> Message {
+        Message::SnapshotDelta {
+            delta: Box::new(SnapshotDelta::between(from, to).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_delta_is_applied_to_the_snapshot_received_last() {
+        let (one, two, three) = (
+            compiled("127.0.0.1:1", 1),
+            compiled("127.0.0.1:2", 2),
+            compiled("127.0.0.1:3", 3),
+        );
+        let script = vec![
+            Message::Snapshot {
+                snapshot: Box::new(one.clone()),
+            },
+            delta(&one, &two),
+            // Computed from a snapshot this client never received.
+            delta(&one, &three),
+        ];
+        let (path, control) = control("delta", script);
+        let (mut session, first) = Session::open(&path, "node-a").unwrap();
+        assert_eq!(first, one);
+        let applied = session.next_snapshot(Some(first)).unwrap();
+        assert_eq!(applied, two);
+        match session.next_snapshot(Some(applied)) {
+            Err(SessionError::Delta(reason)) => {
+                assert!(reason.contains("applies to 1"), "{reason}")
+            }
+            other => panic!("expected a refused delta, got {other:?}"),
+        }
+        control.join().unwrap();
+    }
+
+    #[test]
+    fn a_delta_before_any_snapshot_is_refused() {
+        let (one, two) = (compiled("127.0.0.1:1", 1), compiled("127.0.0.1:2", 2));
+        let (path, control) = control("delta-first", vec![delta(&one, &two)]);
+        match Session::open(&path, "node-a") {
+            Err(SessionError::Delta(reason)) => assert!(reason.contains("no complete snapshot")),
+            other => panic!("expected a refused delta, got {:?}", other.map(|(_, s)| s)),
+        }
+        control.join().unwrap();
     }
 
     /// A control process that answers the hello and then sends `script`.
@@ -484,7 +627,7 @@ mod tests {
         let (path, control) = control("pending", vec![snapshot(1), identity("a"), snapshot(2)]);
         let (mut session, first) = Session::open(&path, "node-a").unwrap();
         assert_eq!(first.generation, 1);
-        assert_eq!(session.next_snapshot().unwrap().generation, 2);
+        assert_eq!(session.next_snapshot(Some(first)).unwrap().generation, 2);
         let pending = session.take_pending_identity().unwrap();
         assert_eq!(pending.spiffe_id, "spiffe://td/ns/default/sa/a");
         control.join().unwrap();

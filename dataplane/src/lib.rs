@@ -85,7 +85,7 @@ fn initial(args: &Args) -> Result<(Source, ringmesh_api::Snapshot, table::Table)
                     tracing::error!(generation = snapshot.generation, error = %err, "first snapshot rejected");
                     let next = session
                         .nack(snapshot.generation, err.to_string())
-                        .and_then(|()| session.next_snapshot());
+                        .and_then(|()| session.next_snapshot(Some(snapshot)));
                     match next {
                         Ok(next) => snapshot = next,
                         Err(_) => (session, snapshot) = control_client::first_snapshot(path, &node),

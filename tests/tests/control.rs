@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ringmesh_tests::load::exclusive;
 use ringmesh_tests::{
-    addr, both_drivers, free_port, uring_only, Control, Load, LoadSpec, Proxy, Status,
+    addr, both_drivers, free_port, uring_only, wait_until, Control, Load, LoadSpec, Proxy, Status,
 };
 
 /// Share of the scheduled requests that must be answered for a load to count as real.
@@ -100,6 +100,14 @@ fn swaps_under_load(driver: &str) {
     assert_eq!(status.last_error, None, "{}", status.text);
     assert_eq!(generation_metric(&dp), last.generation);
     assert_eq!(table_of_new_connection(mesh.listener()), last.table);
+    // Each swap travelled as a delta (protocol 1.3), not as the whole table.
+    let log = dp.stderr();
+    let by_delta = log.matches("delta=true").count();
+    assert_eq!(
+        (by_delta, log.matches("delta=false").count()),
+        (SWAPS as usize, 0),
+        "swaps applied from deltas, from complete snapshots"
+    );
 }
 
 /// Twenty invalid configs, one after another, under load: each is rejected with an error naming the file and
@@ -146,13 +154,15 @@ fn invalid_configs_under_load(driver: &str) {
                 bad.what
             );
         }
-        // The log has it too.
-        let log = control.stderr();
+        // The log has it too (written just after the status is updated).
         for want in std::iter::once(bad.expect.as_str()).chain(bad.also) {
-            assert!(
-                log.contains(want),
-                "config {i} ({}): {want} not logged by the control process",
-                bad.what
+            wait_until(
+                Duration::from_secs(5),
+                &format!(
+                    "config {i} ({}): {want} logged by the control process",
+                    bad.what
+                ),
+                || control.stderr().contains(want),
             );
         }
         assert_eq!(

@@ -12,6 +12,7 @@
 pub mod binary;
 pub mod compile;
 pub mod defaults;
+pub mod delta;
 pub mod error;
 pub mod file;
 pub mod ids;

@@ -32,16 +32,25 @@
 //!   hello said 1.2 or later; fixtures in `tests/fixtures/wire/v1/*.bin`. A new
 //!   incompatible binary format would take a new format version byte (and a
 //!   new minor to negotiate it), never a changed meaning of version 1.
+//! - 1.3: `snapshot_delta` (control → dataplane): the changes from the snapshot
+//!   sent just before ([`crate::delta`]), binary only ([`BINARY_DELTA`]), sent
+//!   only to peers whose hello said 1.3 or later and only when that peer's last
+//!   frame was the delta's base; everything else still gets complete snapshots.
 
+use crate::delta::SnapshotDelta;
 use crate::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 pub const PROTOCOL_MAJOR: u32 = 1;
-pub const PROTOCOL_MINOR: u32 = 2;
+pub const PROTOCOL_MINOR: u32 = 3;
 
 /// First bytes of a binary snapshot payload (since 1.2): NUL, `RMB`, format version 1.
 pub const BINARY_SNAPSHOT: [u8; 5] = [0, b'R', b'M', b'B', 1];
+
+/// First bytes of a binary snapshot delta payload (since 1.3): NUL, `RMD`, format
+/// version 1 (the value encoding of [`crate::binary`] version 1).
+pub const BINARY_DELTA: [u8; 5] = [0, b'R', b'M', b'D', 1];
 
 /// Largest accepted frame: a table of 10,000 routes and 10,000 endpoints is a few MiB.
 pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
@@ -70,6 +79,11 @@ impl ProtocolVersion {
     /// Whether a peer that announced this version decodes binary snapshots (1.2).
     pub fn has_binary_snapshots(self) -> bool {
         self.major == PROTOCOL_MAJOR && self.minor >= 2
+    }
+
+    /// Whether a peer that announced this version applies snapshot deltas (1.3).
+    pub fn has_snapshot_deltas(self) -> bool {
+        self.major == PROTOCOL_MAJOR && self.minor >= 3
     }
 }
 
@@ -152,6 +166,11 @@ pub enum Message {
     Snapshot {
         snapshot: Box<Snapshot>,
     },
+    /// The changes from the snapshot sent just before (control → dataplane,
+    /// since 1.3, binary only); acknowledged like a snapshot.
+    SnapshotDelta {
+        delta: Box<SnapshotDelta>,
+    },
     /// Every worker serves `generation` now (dataplane → control).
     Ack {
         generation: u64,
@@ -194,6 +213,7 @@ impl Message {
             Message::HelloAck { .. } => "hello_ack",
             Message::Reject { .. } => "reject",
             Message::Snapshot { .. } => "snapshot",
+            Message::SnapshotDelta { .. } => "snapshot_delta",
             Message::Ack { .. } => "ack",
             Message::Nack { .. } => "nack",
             Message::StatusRequest => "status_request",
@@ -254,9 +274,19 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Result<Vec<u8>, WireError> {
 /// The binary frame of `Message::Snapshot { snapshot }` (for peers of 1.2 or
 /// later: see `ProtocolVersion::has_binary_snapshots`).
 pub fn encode_snapshot_binary(snapshot: &Snapshot) -> Result<Vec<u8>, WireError> {
+    binary_frame(&BINARY_SNAPSHOT, snapshot)
+}
+
+/// The binary frame of `Message::SnapshotDelta { delta }` (for peers of 1.3 or
+/// later: see `ProtocolVersion::has_snapshot_deltas`).
+pub fn encode_delta_binary(delta: &SnapshotDelta) -> Result<Vec<u8>, WireError> {
+    binary_frame(&BINARY_DELTA, delta)
+}
+
+fn binary_frame(prefix: &[u8], value: &impl Serialize) -> Result<Vec<u8>, WireError> {
     let mut frame = vec![0u8; 4];
-    frame.extend_from_slice(&BINARY_SNAPSHOT);
-    crate::binary::to_writer(&mut frame, snapshot)?;
+    frame.extend_from_slice(prefix);
+    crate::binary::to_writer(&mut frame, value)?;
     let len = u32::try_from(frame.len() - 4).map_err(|_| WireError::TooLarge(u32::MAX))?;
     if len > MAX_FRAME {
         return Err(WireError::TooLarge(len));
@@ -297,6 +327,12 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
         let snapshot: Snapshot = crate::binary::from_slice(rest)?;
         return Ok(Message::Snapshot {
             snapshot: Box::new(snapshot),
+        });
+    }
+    if let Some(rest) = payload.strip_prefix(&BINARY_DELTA) {
+        let delta: SnapshotDelta = crate::binary::from_slice(rest)?;
+        return Ok(Message::SnapshotDelta {
+            delta: Box::new(delta),
         });
     }
     if payload.first() == Some(&0) {

@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ringmesh_api::wire::{self, Message, BINARY_SNAPSHOT};
+use ringmesh_api::wire::{self, Message, BINARY_DELTA, BINARY_SNAPSHOT};
 use std::path::PathBuf;
 
 fn dir() -> PathBuf {
@@ -30,7 +30,20 @@ fn json_snapshot() -> Message {
     wire::decode(&frame(&payload)).unwrap().unwrap().0
 }
 
+/// The message the JSON delta fixture (protocol 1.3) decodes to.
+fn json_delta() -> Message {
+    let payload = std::fs::read(dir().join("v1/snapshot_delta.json")).unwrap();
+    wire::decode(&frame(&payload)).unwrap().unwrap().0
+}
+
 fn bless_missing() {
+    let path = dir().join("v1-binary/snapshot_delta.bin");
+    if std::env::var_os("RINGMESH_BLESS_WIRE").is_some() && !path.exists() {
+        let Message::SnapshotDelta { delta } = json_delta() else {
+            panic!("snapshot_delta.json is not a delta");
+        };
+        std::fs::write(&path, &wire::encode_delta_binary(&delta).unwrap()[4..]).unwrap();
+    }
     let path = dir().join("v1-binary/snapshot.bin");
     if std::env::var_os("RINGMESH_BLESS_WIRE").is_none() || path.exists() {
         return;
@@ -62,11 +75,36 @@ fn the_binary_snapshot_fixture_decodes_to_the_json_one() {
 }
 
 #[test]
+fn the_binary_delta_fixture_decodes_to_the_json_one() {
+    bless_missing();
+    let payload = std::fs::read(dir().join("v1-binary/snapshot_delta.bin")).unwrap();
+    assert!(payload.starts_with(&BINARY_DELTA));
+    let (decoded, used) = wire::decode(&frame(&payload)).unwrap().unwrap();
+    assert_eq!(used, payload.len() + 4);
+    assert_eq!(decoded, json_delta());
+    let Message::SnapshotDelta { delta } = &decoded else {
+        panic!("not a delta");
+    };
+    let again = wire::encode_delta_binary(delta).unwrap();
+    assert_eq!(
+        &again[4..],
+        &payload[..],
+        "this build writes the delta differently"
+    );
+}
+
+#[test]
 fn corrupted_binary_fixtures_are_refused_without_panicking() {
-    let payload = std::fs::read(dir().join("v1-binary/snapshot.bin")).unwrap();
+    for name in ["snapshot.bin", "snapshot_delta.bin"] {
+        let payload = std::fs::read(dir().join("v1-binary").join(name)).unwrap();
+        refuses_corruption_of(&payload);
+    }
+}
+
+fn refuses_corruption_of(payload: &[u8]) {
     for at in BINARY_SNAPSHOT.len()..payload.len() {
         for value in [0x00, 0x0b, 0x7f, 0xff] {
-            let mut broken = payload.clone();
+            let mut broken = payload.to_vec();
             broken[at] = value;
             // Decoding may succeed (a changed number or letter) or fail: it may not
             // panic, and a failure must be a decode error.

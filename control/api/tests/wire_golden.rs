@@ -1,5 +1,5 @@
 //! Golden frames for the control-socket protocol: `fixtures/wire/v1/*.json` hold
-//! payloads as protocol 1.0 wrote them (1.1 for `identity`), and they must keep decoding to the same
+//! payloads as protocol 1.0 wrote them (1.1 for `identity`, 1.3 for `snapshot_delta`), and they must keep decoding to the same
 //! messages for as long as the major version is 1 (see the rules at the top of
 //! `src/wire.rs`).
 //!
@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ringmesh_api::delta::{ListenerChange, MeshChange, SnapshotDelta};
+use ringmesh_api::snapshot::MeshSpec;
 use ringmesh_api::wire::{
     self, ControlStatus, DataplaneStatus, KeyPem, Message, ProtocolVersion, Role,
 };
@@ -170,6 +172,32 @@ fn fixtures() -> Vec<(&'static str, Message)> {
                 expires_unix: 1_767_225_600,
             },
         ),
+        // Sent binary only (see `wire_binary_golden.rs`); its JSON form pins the
+        // field and variant names the binary encoding uses too.
+        (
+            "snapshot_delta",
+            Message::SnapshotDelta {
+                delta: Box::new(SnapshotDelta {
+                    base: 7,
+                    generation: 8,
+                    runtime: None,
+                    mesh: MeshChange::Set(Some(MeshSpec {
+                        trust_domain: "mesh.example".into(),
+                        cert: None,
+                        key: None,
+                        bundle: None,
+                    })),
+                    listener_count: 2,
+                    listeners: vec![ListenerChange::Routes {
+                        index: 0,
+                        route_count: 2,
+                        routes: Vec::new(),
+                    }],
+                    cluster_count: 2,
+                    clusters: Vec::new(),
+                }),
+            },
+        ),
         (
             "status_reply_1_1",
             Message::StatusReply {
@@ -323,6 +351,7 @@ fn every_message_kind_has_a_fixture() {
             Message::HelloAck { .. } => "hello_ack",
             Message::Reject { .. } => "reject",
             Message::Snapshot { .. } => "snapshot",
+            Message::SnapshotDelta { .. } => "snapshot_delta",
             Message::Ack { .. } => "ack",
             Message::Nack { .. } => "nack",
             Message::StatusRequest => "status_request",

@@ -243,9 +243,13 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
-/// A dataplane as the lead's client behaves on the wire.
+/// A dataplane as the lead's client behaves on the wire: deltas (protocol 1.3)
+/// are applied to the snapshot received last.
 pub struct FakeDataplane {
     pub stream: UnixStream,
+    received: Option<Snapshot>,
+    /// How many snapshots so far came as deltas.
+    pub deltas: usize,
 }
 
 impl FakeDataplane {
@@ -282,7 +286,11 @@ impl FakeDataplane {
                 protocol: ProtocolVersion::CURRENT
             }
         );
-        let mut dataplane = FakeDataplane { stream };
+        let mut dataplane = FakeDataplane {
+            stream,
+            received: None,
+            deltas: 0,
+        };
         let first = dataplane
             .next_snapshot(Duration::from_secs(10))
             .expect("a snapshot right after hello_ack");
@@ -318,7 +326,11 @@ impl FakeDataplane {
             matches!(answer, Message::HelloAck { .. }),
             "expected hello_ack, got {answer:?}"
         );
-        let mut dataplane = FakeDataplane { stream };
+        let mut dataplane = FakeDataplane {
+            stream,
+            received: None,
+            deltas: 0,
+        };
         let first = dataplane
             .next_snapshot(Duration::from_secs(10))
             .expect("a snapshot right after hello_ack");
@@ -329,7 +341,17 @@ impl FakeDataplane {
     pub fn next_snapshot(&mut self, timeout: Duration) -> Option<Snapshot> {
         self.stream.set_read_timeout(Some(timeout)).unwrap();
         match wire::read_message(&mut self.stream) {
-            Ok(Message::Snapshot { snapshot }) => Some(*snapshot),
+            Ok(Message::Snapshot { snapshot }) => {
+                self.received = Some((*snapshot).clone());
+                Some(*snapshot)
+            }
+            Ok(Message::SnapshotDelta { delta }) => {
+                let mut snapshot = self.received.take().expect("a delta before any snapshot");
+                delta.apply(&mut snapshot).expect("the delta applies");
+                self.deltas += 1;
+                self.received = Some(snapshot.clone());
+                Some(snapshot)
+            }
             Ok(other) => panic!("expected a snapshot, got {other:?}"),
             Err(WireError::Io(err))
                 if matches!(
