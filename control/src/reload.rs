@@ -57,7 +57,11 @@ pub fn reload(shared: &Shared) -> ReloadOutcome {
             }
             let compile = started.elapsed();
             let fan_out_started = Instant::now();
-            match shared.publish(snapshot, delta.as_ref(), Some(started)) {
+            let published = shared.publish(snapshot, delta.as_ref(), Some(started));
+            let serving = current.generation;
+            // The table just replaced: freed while the dataplanes build the new one.
+            ringmesh_api::free_in_background(current);
+            match published {
                 Ok(dataplanes) => ReloadOutcome::Published {
                     generation: next,
                     dataplanes,
@@ -70,10 +74,7 @@ pub fn reload(shared: &Shared) -> ReloadOutcome {
                         shared.config_path().display()
                     );
                     shared.set_error(error.clone());
-                    ReloadOutcome::Unsendable {
-                        error,
-                        serving: current.generation,
-                    }
+                    ReloadOutcome::Unsendable { error, serving }
                 }
             }
         }

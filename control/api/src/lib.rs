@@ -77,7 +77,9 @@ impl Compiler {
             self.sections.keep(text, &layout, file);
         }
         let valid = valid.map_err(|errors| ConfigErrors::new(origin, errors))?;
-        Ok(compile::compile(&valid, generation))
+        let snapshot = compile::compile(&valid, generation);
+        free_in_background(valid);
+        Ok(snapshot)
     }
 
     pub fn compile_file(&mut self, path: &Path, generation: u64) -> Result<Snapshot, ConfigErrors> {
@@ -87,6 +89,15 @@ impl Compiler {
             Err(e) => Err(config_error(origin, "", e.to_string(), None)),
         }
     }
+}
+
+/// Drops `value` on a short-lived thread: freeing the validated form of a large
+/// table takes milliseconds that a reload should not wait for. When no thread can
+/// be started it is dropped here.
+pub fn free_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("ringmesh-free".into())
+        .spawn(move || drop(value));
 }
 
 #[cfg(test)]
