@@ -45,6 +45,8 @@ pub struct Shared {
     pub mesh_expiry: AtomicI64,
     /// Wakes the workers on publish.
     nudges: crate::nudge::Nudges,
+    /// Keys of the edge listeners' TLS session tickets, for every worker.
+    ticket_keys: Arc<dyn rustls::server::ProducesTickets>,
 }
 
 /// Client sessions remembered per worker for TLS resumption to upstreams.
@@ -66,6 +68,7 @@ impl Shared {
             identity: crate::tls::identity::MeshIdentity::empty(),
             mesh_expiry: AtomicI64::new(0),
             nudges: crate::nudge::Nudges::default(),
+            ticket_keys: crate::tls::config::ticket_keys(),
         }
         .with_installed_identity()
     }
@@ -281,6 +284,8 @@ pub struct Worker {
     policy_stats: RefCell<HashMap<(String, String), Arc<PolicyStats>>>,
     /// TLS sessions to upstreams, shared by this worker's clusters.
     pub sessions: Arc<ClientSessionMemoryCache>,
+    /// Resumption at this worker's edge listeners, kept across table swaps.
+    server_resumption: crate::tls::config::ServerResumption,
     rng: Cell<u64>,
     request_ids: Cell<u64>,
     /// High half of every request id: differs per worker and per process run.
@@ -301,6 +306,8 @@ impl Worker {
     ) -> Rc<Worker> {
         let table = shared.current();
         let seed = seed_for(index);
+        let server_resumption =
+            crate::tls::config::ServerResumption::new(shared.ticket_keys.clone());
         let worker = Rc::new(Worker {
             index,
             driver,
@@ -320,6 +327,7 @@ impl Worker {
             cluster_stats: RefCell::new(HashMap::new()),
             policy_stats: RefCell::new(HashMap::new()),
             sessions: crate::tls::config::session_cache(CLIENT_SESSIONS),
+            server_resumption,
             rng: Cell::new(seed),
             request_ids: Cell::new(0),
             request_id_prefix: seed.rotate_left(17) ^ ((index as u64) << 56),
@@ -403,7 +411,7 @@ impl Worker {
         let server_tls = table
             .listeners
             .iter()
-            .map(|l| match setup::server_config(l.tls.as_ref(), l.mesh, identity) {
+            .map(|l| match setup::server_config(l.tls.as_ref(), l.mesh, identity, &self.server_resumption) {
                 Some(Ok(config)) => Some(config),
                 Some(Err(err)) => {
                     tracing::error!(listener = %l.name, error = %err, "TLS server config refused");

@@ -114,6 +114,8 @@ pub struct TlsResponse {
     pub body: String,
     pub version: Option<rustls::ProtocolVersion>,
     pub alpn: Option<Vec<u8>>,
+    /// The handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 impl TlsResponse {
@@ -145,7 +147,9 @@ impl TlsClient {
         }
     }
 
-    fn config(&self) -> Arc<ClientConfig> {
+    /// The rustls config for these settings; one config keeps its sessions for
+    /// resumption across `request_with` calls.
+    pub fn config(&self) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         for cert in load_certs(&self.ca) {
             roots.add(cert).unwrap();
@@ -173,9 +177,20 @@ impl TlsClient {
         method: &str,
         path: &str,
     ) -> std::io::Result<TlsResponse> {
+        self.request_with(self.config(), addr, sni, method, path)
+    }
+
+    /// `request` with a given config (from `config()`), to resume its sessions.
+    pub fn request_with(
+        &self,
+        config: Arc<ClientConfig>,
+        addr: SocketAddr,
+        sni: &str,
+        method: &str,
+        path: &str,
+    ) -> std::io::Result<TlsResponse> {
         let name = ServerName::try_from(sni.to_string()).map_err(std::io::Error::other)?;
-        let conn =
-            rustls::ClientConnection::new(self.config(), name).map_err(std::io::Error::other)?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
         let sock = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
         sock.set_read_timeout(Some(IO_TIMEOUT))?;
         sock.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -203,6 +218,7 @@ impl TlsClient {
             body: body.to_string(),
             version: tls.conn.protocol_version(),
             alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+            resumed: tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         })
     }
 }

@@ -102,6 +102,78 @@ endpoints = ["{}"]
     );
 }
 
+/// Sessions resume at an edge listener whichever of its two workers a new connection lands on, and after a
+/// reload rebuilt its TLS settings: the ticket keys belong to the process. TLS 1.3 and 1.2.
+fn edge_resumption(driver: &str) {
+    let pki = Pki::new("resume");
+    let a = pki.server("a", &["a.example.com"]);
+    let upstream = HttpUpstream::start("plain");
+    let port = free_port();
+    let config = |version: &str| {
+        format!(
+            r#"
+[[listener]]
+name = "edge"
+bind = "127.0.0.1:{port}"
+protocol = "https"
+tls = {{ certificates = [ {{ cert = "{}", key = "{}" }} ] }}
+
+[[listener.route]]
+cluster = "plain"
+response_headers = {{ set = {{ "x-config" = "{version}" }} }}
+
+[[cluster]]
+name = "plain"
+endpoints = ["{}"]
+"#,
+            a.cert.display(),
+            a.key.display(),
+            upstream.addr
+        )
+    };
+    let mut proxy = Proxy::builder(driver).workers(2).start(&config("v1"));
+    static V13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    static V12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let clients: Vec<(TlsClient, _)> = [V13, V12]
+        .into_iter()
+        .map(|versions| {
+            let mut client = TlsClient::new(&pki.ca);
+            client.versions = versions;
+            let config = client.config();
+            (client, config)
+        })
+        .collect();
+    let resumed_of = |label: &str| {
+        clients
+            .iter()
+            .map(|(client, config)| {
+                let (mut resumed, mut tried) = (0, 0);
+                for _ in 0..12 {
+                    let response = client
+                        .request_with(config.clone(), addr(port), "a.example.com", "GET", "/")
+                        .unwrap();
+                    assert_eq!(response.status, 200, "{label}: {response:?}");
+                    tried += 1;
+                    resumed += usize::from(response.resumed);
+                }
+                (resumed, tried)
+            })
+            .collect::<Vec<_>>()
+    };
+    // The first connection of each version is a full handshake; every later one resumes.
+    assert_eq!(resumed_of("before the reload"), [(11, 12), (11, 12)]);
+
+    proxy.rewrite_config(&config("v2"));
+    proxy.sighup();
+    wait_until(Duration::from_secs(5), "the reload is served", || {
+        let (client, config) = &clients[0];
+        client
+            .request_with(config.clone(), addr(port), "a.example.com", "GET", "/")
+            .is_ok_and(|r| r.header("x-config").as_deref() == Some("v2"))
+    });
+    assert_eq!(resumed_of("after the reload"), [(12, 12), (12, 12)]);
+}
+
 fn passthrough_by_sni(driver: &str) {
     let pki = Pki::new("pass");
     let a = TlsUpstream::start("a", &pki.server("a", &["a.example.com"]));
@@ -433,6 +505,7 @@ fn mesh_permissive(driver: &str) {
 
 both_drivers!(
     edge_https,
+    edge_resumption,
     passthrough_by_sni,
     origination,
     mesh_strict,

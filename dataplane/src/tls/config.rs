@@ -7,13 +7,15 @@
 //! behind a lock, so sharing a config across cores would share that lock; per
 //! worker it is only ever taken by one thread. The certificate stores and trust
 //! bundles inside are `Arc`s shared by all workers, so rotation still reaches
-//! every core at once.
+//! every core at once. Edge resumption ([`ServerResumption`]) outlives the
+//! configs: TLS 1.3 tickets are sealed with keys shared by every worker, so a
+//! client resumes whichever worker accepts it, and after a table swap too.
 
 use super::certs::{CertStore, ClientCertSlot};
 use super::verify::{ClientVerifier, ExpectedPeer, ServerVerifier, SharedBundle};
 use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::{ring, CryptoProvider};
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::version::{TLS12, TLS13};
 use rustls::{ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use std::sync::Arc;
@@ -23,8 +25,68 @@ pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 /// ALPN id of HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// Server-side sessions remembered per worker for resumption.
+/// Server-side sessions remembered per worker for resumption by session id (TLS
+/// 1.2 clients without tickets; tickets need no server-side state).
 const SERVER_SESSIONS: usize = 1024;
+
+/// What edge listeners resume sessions with, kept for the life of the process
+/// (a config is rebuilt at every table swap; resumption must not start over).
+#[derive(Clone)]
+pub struct ServerResumption {
+    /// Seals and opens session tickets; its keys rotate every few hours and are
+    /// never written anywhere. Shared by every worker.
+    tickets: Arc<dyn ProducesTickets>,
+    /// Session ids of one worker.
+    sessions: Arc<dyn StoresServerSessions>,
+}
+
+impl ServerResumption {
+    /// `tickets` from [`ticket_keys`], shared by the workers.
+    pub fn new(tickets: Arc<dyn ProducesTickets>) -> Self {
+        ServerResumption {
+            tickets,
+            sessions: ServerSessionMemoryCache::new(SERVER_SESSIONS),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerResumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerResumption")
+            .field("tickets", &self.tickets.enabled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process's ticket keys (AEAD, rotated by rustls). Without a system random
+/// source there are none: resumption then falls back to per-worker session ids.
+pub fn ticket_keys() -> Arc<dyn ProducesTickets> {
+    match ring::Ticketer::new() {
+        Ok(ticketer) => ticketer,
+        Err(err) => {
+            tracing::warn!(error = %err, "no TLS session ticket keys; resumption by session id only");
+            Arc::new(NoTickets)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NoTickets;
+
+impl ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
 
 /// Only AEAD suites with forward secrecy; stated explicitly so that a future
 /// provider default cannot widen what the edge accepts.
@@ -70,10 +132,15 @@ pub enum MeshMode {
 /// resumed session carries the identity of the certificate it started with, which
 /// may have expired or been rotated away since. Mesh connections are pooled, so the
 /// full handshakes this costs are rare.
-fn finish_server(mut config: ServerConfig, alpn: &[&[u8]], resume: bool) -> Arc<ServerConfig> {
+fn finish_server(
+    mut config: ServerConfig,
+    alpn: &[&[u8]],
+    resume: Option<&ServerResumption>,
+) -> Arc<ServerConfig> {
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    if resume {
-        config.session_storage = ServerSessionMemoryCache::new(SERVER_SESSIONS);
+    if let Some(resumption) = resume {
+        config.ticketer = resumption.tickets.clone();
+        config.session_storage = resumption.sessions.clone();
     } else {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
@@ -90,12 +157,13 @@ fn finish_server(mut config: ServerConfig, alpn: &[&[u8]], resume: bool) -> Arc<
 pub fn edge_server(
     certs: Arc<CertStore>,
     alpn: &[&[u8]],
+    resumption: &ServerResumption,
 ) -> Result<Arc<ServerConfig>, ConfigError> {
     let config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(EDGE_VERSIONS)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    Ok(finish_server(config, alpn, true))
+    Ok(finish_server(config, alpn, Some(resumption)))
 }
 
 /// Inbound mesh listeners: TLS 1.3 only; the client's SVID is verified against
@@ -113,7 +181,7 @@ pub fn mesh_server(
         .with_protocol_versions(MESH_VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(certs);
-    Ok(finish_server(config, alpn, false))
+    Ok(finish_server(config, alpn, None))
 }
 
 /// What an origination `ClientConfig` needs to know about one cluster.

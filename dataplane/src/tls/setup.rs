@@ -163,6 +163,7 @@ pub fn server_config(
     tls: Option<&ListenerTlsTable>,
     mesh: Option<MeshMode>,
     identity: &MeshIdentity,
+    resumption: &config::ServerResumption,
 ) -> Option<Result<Arc<ServerConfig>, String>> {
     let http1: &[&[u8]] = &[config::ALPN_HTTP1];
     if let Some(mode) = mesh {
@@ -181,7 +182,7 @@ pub fn server_config(
     }
     let tls = tls?;
     let alpn: Vec<&[u8]> = tls.alpn.iter().map(Vec::as_slice).collect();
-    Some(config::edge_server(tls.store.clone(), &alpn).map_err(|err| err.to_string()))
+    Some(config::edge_server(tls.store.clone(), &alpn, resumption).map_err(|err| err.to_string()))
 }
 
 /// A file-based SVID and bundle, read and checked, ready to install.

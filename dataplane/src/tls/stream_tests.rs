@@ -6,8 +6,8 @@ use super::*;
 use crate::tls::certs::{serial_hex, CertStore, ClientCertSlot, SniTable};
 use crate::tls::clienthello::{parse_client_hello, Peek};
 use crate::tls::config::{
-    edge_server, mesh_server, origination_client, session_cache, MeshMode, Origination, ALPN_H2,
-    ALPN_HTTP1,
+    edge_server, mesh_server, origination_client, session_cache, ticket_keys, MeshMode,
+    Origination, ServerResumption, ALPN_H2, ALPN_HTTP1,
 };
 use crate::tls::spiffe::SpiffePattern;
 use crate::tls::testpki::{id, on_both_drivers, web_params, Ca, Leaf, Mesh, TD};
@@ -99,7 +99,7 @@ fn edge_store(root: &Ca) -> Arc<CertStore> {
 fn edge_tls12_and_tls13_choose_cert_by_sni_and_negotiate_alpn() {
     on_both_drivers(|| async {
         let root = Ca::root("edge root");
-        let server = edge_server(edge_store(&root), &[ALPN_HTTP1]).unwrap();
+        let server = edge_server(edge_store(&root), &[ALPN_HTTP1], &resumption()).unwrap();
         for tls12 in [false, true] {
             let client = web_client(&root, tls12, &[ALPN_H2, ALPN_HTTP1]);
             for (name, want_serial) in [
@@ -223,7 +223,7 @@ fn ten_bad_server_certificates_are_refused_by_origination() {
         for (case, leaf, reason) in setup.mesh.bad_certificates("/ns/app/sa/web") {
             let mut table = SniTable::new();
             table.set_default(leaf.certified());
-            let server = edge_server(CertStore::new(table), &[]).unwrap();
+            let server = edge_server(CertStore::new(table), &[], &resumption()).unwrap();
             let (server_side, client_side) = pair(&server, &client, "web.app.svc").await;
             let failure = client_side
                 .err()
@@ -270,7 +270,7 @@ fn rotation_reaches_new_handshakes_and_spares_open_sessions() {
         let mut table = SniTable::new();
         table.set_default(root.issue(&web_params(&["svc.test"], 0x51)).certified());
         let store = CertStore::new(table);
-        let server = edge_server(store.clone(), &[]).unwrap();
+        let server = edge_server(store.clone(), &[], &resumption()).unwrap();
         let client = web_client(&root, false, &[]);
         let (old_server, old_client) = pair(&server, &client, "svc.test").await;
         let (mut old_server, _) = old_server.unwrap();
@@ -286,6 +286,46 @@ fn rotation_reaches_new_handshakes_and_spares_open_sessions() {
         assert_eq!(serial(&new_info), "52");
         exchange(&mut new_server, &mut new_client).await;
         exchange(&mut old_server, &mut old_client).await;
+    });
+}
+
+fn resumption() -> ServerResumption {
+    ServerResumption::new(ticket_keys())
+}
+
+/// An edge config rebuilt with the same resumption state (what a table swap, or
+/// another worker, does) resumes the sessions of the one before, by ticket in TLS
+/// 1.3 and 1.2; with new ticket keys nothing resumes.
+#[test]
+fn edge_sessions_resume_across_configs_that_share_ticket_keys() {
+    on_both_drivers(|| async {
+        let root = Ca::root("resume root");
+        for tls12_only in [false, true] {
+            let shared = resumption();
+            let first = edge_server(edge_store(&root), &[], &shared).unwrap();
+            let client = web_client(&root, tls12_only, &[]);
+            let (server_side, client_side) = pair(&first, &client, "a.test").await;
+            let (mut server_stream, server_info) = server_side.unwrap();
+            let (mut client_stream, _) = client_side.unwrap();
+            assert!(!server_info.resumed);
+            // The client takes the tickets in while it reads.
+            exchange(&mut server_stream, &mut client_stream).await;
+
+            let rebuilt = edge_server(edge_store(&root), &[], &shared).unwrap();
+            let (server_side, client_side) = pair(&rebuilt, &client, "a.test").await;
+            let (mut server_stream, server_info) = server_side.unwrap();
+            let (mut client_stream, client_info) = client_side.unwrap();
+            assert!(
+                server_info.resumed && client_info.resumed,
+                "TLS 1.2 only: {tls12_only}"
+            );
+            exchange(&mut server_stream, &mut client_stream).await;
+
+            let other_keys = edge_server(edge_store(&root), &[], &resumption()).unwrap();
+            let (server_side, _client_side) = pair(&other_keys, &client, "a.test").await;
+            let (_, server_info) = server_side.unwrap();
+            assert!(!server_info.resumed, "TLS 1.2 only: {tls12_only}");
+        }
     });
 }
 
@@ -317,7 +357,7 @@ fn mesh_sessions_never_resume_and_each_handshake_proves_the_identity() {
 fn handshake_deadline_and_early_close() {
     on_both_drivers(|| async {
         let root = Ca::root("deadline root");
-        let server = edge_server(edge_store(&root), &[]).unwrap();
+        let server = edge_server(edge_store(&root), &[], &resumption()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let silent = TcpStream::connect(addr).await.unwrap();
@@ -348,7 +388,7 @@ fn handshake_deadline_and_early_close() {
 fn accept_starts_from_peeked_hello_bytes() {
     on_both_drivers(|| async {
         let root = Ca::root("peek root");
-        let server = edge_server(edge_store(&root), &[ALPN_HTTP1]).unwrap();
+        let server = edge_server(edge_store(&root), &[ALPN_HTTP1], &resumption()).unwrap();
         let client = web_client(&root, false, &[ALPN_HTTP1]);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -403,7 +443,7 @@ fn rewind_replays_peeked_bytes_before_the_socket() {
 fn data_sent_with_the_last_handshake_flight_is_not_lost() {
     on_both_drivers(|| async {
         let root = Ca::root("flight root");
-        let server = edge_server(edge_store(&root), &[]).unwrap();
+        let server = edge_server(edge_store(&root), &[], &resumption()).unwrap();
         let client = web_client(&root, false, &[]);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
