@@ -50,14 +50,15 @@ impl SnapshotFrame {
         })
     }
 
-    /// Adds the delta that leads to this snapshot (ignored if it does not, or
-    /// cannot be encoded: peers then get the complete snapshot).
+    /// Adds the delta that leads to this snapshot (ignored if it does not, is
+    /// no smaller than the snapshot, or cannot be encoded: peers then get the
+    /// complete snapshot).
     fn with_delta(mut self, delta: Option<&SnapshotDelta>) -> SnapshotFrame {
         self.delta = delta
             .filter(|delta| delta.generation == self.generation)
             .and_then(|delta| {
                 let frame = wire::encode_delta_binary(delta).ok()?;
-                Some((delta.base, frame))
+                (frame.len() < self.binary.len()).then_some((delta.base, frame))
             });
         self
     }
@@ -312,12 +313,18 @@ impl Shared {
         reload_started: Option<Instant>,
     ) -> Result<usize, WireError> {
         let snapshot = Arc::new(snapshot);
-        let frame = SnapshotFrame::encode(Arc::clone(&snapshot))?;
+        // Encoded before taking the lock, which sessions and status also need.
+        let mut frame = SnapshotFrame::encode(Arc::clone(&snapshot))?.with_delta(delta);
         let mut state = self.lock();
         // Only a delta from the snapshot being replaced is any use.
-        let frame = Arc::new(
-            frame.with_delta(delta.filter(|delta| delta.base == state.current.generation)),
-        );
+        if frame
+            .delta
+            .as_ref()
+            .is_some_and(|(base, _)| *base != state.current.generation)
+        {
+            frame.delta = None;
+        }
+        let frame = Arc::new(frame);
         state.current = snapshot;
         state.current_frame = Arc::clone(&frame);
         state.published_at = Instant::now();

@@ -45,8 +45,9 @@ pub struct Shared {
     pub mesh_expiry: AtomicI64,
     /// Wakes the workers on publish.
     nudges: crate::nudge::Nudges,
-    /// Keys of the edge listeners' TLS session tickets, for every worker.
-    ticket_keys: Arc<dyn rustls::server::ProducesTickets>,
+    /// Keys of the edge listeners' TLS session tickets, for every worker, by
+    /// resumption scope (`ListenerTlsTable::resumption_scope`).
+    ticket_keys: ArcSwap<HashMap<u64, Arc<dyn rustls::server::ProducesTickets>>>,
 }
 
 /// Client sessions remembered per worker for TLS resumption to upstreams.
@@ -68,9 +69,35 @@ impl Shared {
             identity: crate::tls::identity::MeshIdentity::empty(),
             mesh_expiry: AtomicI64::new(0),
             nudges: crate::nudge::Nudges::default(),
-            ticket_keys: crate::tls::config::ticket_keys(),
+            ticket_keys: ArcSwap::from_pointee(HashMap::new()),
         }
         .with_installed_identity()
+    }
+
+    /// The ticket keys of resumption scope `scope`, made on first use. Scopes
+    /// pile up only when certificate settings change; past a bound they are all
+    /// dropped (sessions then start over, nothing worse).
+    /// Called while building a table, never per request.
+    fn ticket_keys_for(&self, scope: u64) -> Arc<dyn rustls::server::ProducesTickets> {
+        const MAX_SCOPES: usize = 1024;
+        if let Some(keys) = self.ticket_keys.load().get(&scope) {
+            return keys.clone();
+        }
+        let fresh = crate::tls::config::ticket_keys();
+        // Copy-on-write; when two workers race, the first insert wins for both.
+        self.ticket_keys.rcu(|all| {
+            let mut all = HashMap::clone(all);
+            if all.len() >= MAX_SCOPES && !all.contains_key(&scope) {
+                all.clear();
+            }
+            all.entry(scope).or_insert_with(|| fresh.clone());
+            all
+        });
+        self.ticket_keys
+            .load()
+            .get(&scope)
+            .cloned()
+            .unwrap_or(fresh)
     }
 
     /// Wake the workers through `nudges` on every publish.
@@ -284,8 +311,9 @@ pub struct Worker {
     policy_stats: RefCell<HashMap<(String, String), Arc<PolicyStats>>>,
     /// TLS sessions to upstreams, shared by this worker's clusters.
     pub sessions: Arc<ClientSessionMemoryCache>,
-    /// Resumption at this worker's edge listeners, kept across table swaps.
-    server_resumption: crate::tls::config::ServerResumption,
+    /// Resumption at this worker's edge listeners by scope, kept across table
+    /// swaps for the scopes still in use.
+    server_resumption: RefCell<HashMap<u64, crate::tls::config::ServerResumption>>,
     rng: Cell<u64>,
     request_ids: Cell<u64>,
     /// High half of every request id: differs per worker and per process run.
@@ -306,8 +334,6 @@ impl Worker {
     ) -> Rc<Worker> {
         let table = shared.current();
         let seed = seed_for(index);
-        let server_resumption =
-            crate::tls::config::ServerResumption::new(shared.ticket_keys.clone());
         let worker = Rc::new(Worker {
             index,
             driver,
@@ -327,7 +353,7 @@ impl Worker {
             cluster_stats: RefCell::new(HashMap::new()),
             policy_stats: RefCell::new(HashMap::new()),
             sessions: crate::tls::config::session_cache(CLIENT_SESSIONS),
-            server_resumption,
+            server_resumption: RefCell::new(HashMap::new()),
             rng: Cell::new(seed),
             request_ids: Cell::new(0),
             request_id_prefix: seed.rotate_left(17) ^ ((index as u64) << 56),
@@ -408,18 +434,32 @@ impl Worker {
             })
             .collect();
         let identity = &self.shared.identity;
+        let mut previous_resumption = self.server_resumption.take();
+        let mut kept_resumption = HashMap::new();
         let server_tls = table
             .listeners
             .iter()
-            .map(|l| match setup::server_config(l.tls.as_ref(), l.mesh, identity, &self.server_resumption) {
-                Some(Ok(config)) => Some(config),
-                Some(Err(err)) => {
-                    tracing::error!(listener = %l.name, error = %err, "TLS server config refused");
-                    None
+            .map(|l| {
+                let resumption = |scope: u64| {
+                    let state = previous_resumption.remove(&scope).unwrap_or_else(|| {
+                        crate::tls::config::ServerResumption::new(
+                            self.shared.ticket_keys_for(scope),
+                        )
+                    });
+                    kept_resumption.insert(scope, state.clone());
+                    state
+                };
+                match setup::server_config(l.tls.as_ref(), l.mesh, identity, resumption) {
+                    Some(Ok(config)) => Some(config),
+                    Some(Err(err)) => {
+                        tracing::error!(listener = %l.name, error = %err, "TLS server config refused");
+                        None
+                    }
+                    None => None,
                 }
-                None => None,
             })
             .collect();
+        *self.server_resumption.borrow_mut() = kept_resumption;
         let client_tls = table
             .clusters
             .iter()

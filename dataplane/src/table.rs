@@ -288,9 +288,10 @@ impl Table {
         for (listener_index, spec) in snapshot.listeners.iter().enumerate() {
             let at = format!("listener[{listener_index}]");
             let tls = match &spec.tls {
-                Some(tls) => {
-                    Some(setup::listener_tls(tls, &at, &mut expiries).map_err(BuildError::Tls)?)
-                }
+                Some(tls) => Some(
+                    setup::listener_tls(&spec.name, tls, &at, &mut expiries)
+                        .map_err(BuildError::Tls)?,
+                ),
                 None => None,
             };
             let policies = Policies::compile(&spec.policies, &spec.name, &mut slots)

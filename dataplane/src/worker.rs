@@ -43,14 +43,12 @@ pub async fn run(plan: WorkerPlan) {
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut accepting = Vec::new();
     for (name, socket) in plan.sockets {
-        // A plain descriptor for the same socket, closed synchronously after the drain.
-        let stopper = match socket.try_clone() {
-            Ok(stopper) => stopper,
-            Err(err) => {
-                tracing::error!(listener = %name, error = %err, "cannot duplicate listener socket");
-                continue;
-            }
-        };
+        // A plain descriptor for the same socket, closed synchronously after the
+        // drain (without one, the drain falls back on the driver's close).
+        let stopper = socket
+            .try_clone()
+            .inspect_err(|err| tracing::warn!(listener = %name, error = %err, "cannot duplicate listener socket"))
+            .ok();
         match monoio::net::TcpListener::from_std(socket) {
             Ok(listener) => {
                 let handle = canceller.borrow().handle();
@@ -119,7 +117,7 @@ async fn accept_loop(
     worker: Rc<Worker>,
     name: String,
     listener: monoio::net::TcpListener,
-    stopper: std::net::TcpListener,
+    stopper: Option<std::net::TcpListener>,
     cancel: CancelHandle,
 ) {
     loop {
@@ -143,8 +141,10 @@ async fn accept_loop(
     // drain may exit first, and the socket would go on completing handshakes that
     // nobody accepts. shutdown(2) takes it out of LISTEN now (queued connections
     // are reset), so new connections are refused the moment the drain starts.
-    if let Err(err) = socket2::SockRef::from(&stopper).shutdown(std::net::Shutdown::Both) {
-        tracing::debug!(listener = %name, error = %err, "shutdown of the listening socket");
+    if let Some(stopper) = &stopper {
+        if let Err(err) = socket2::SockRef::from(stopper).shutdown(std::net::Shutdown::Both) {
+            tracing::debug!(listener = %name, error = %err, "shutdown of the listening socket");
+        }
     }
 }
 

@@ -103,35 +103,49 @@ endpoints = ["{}"]
 }
 
 /// Sessions resume at an edge listener whichever of its two workers a new connection lands on, and after a
-/// reload rebuilt its TLS settings: the ticket keys belong to the process. TLS 1.3 and 1.2.
+/// reload rebuilt its TLS settings: the ticket keys belong to the process. TLS 1.3 and 1.2. They are scoped to
+/// the listener and its certificate settings: another listener with the same certificate, or the same listener
+/// once its certificate settings changed, starts with a full handshake.
 fn edge_resumption(driver: &str) {
     let pki = Pki::new("resume");
     let a = pki.server("a", &["a.example.com"]);
     let upstream = HttpUpstream::start("plain");
-    let port = free_port();
-    let config = |version: &str| {
+    let (port, other_port) = (free_port(), free_port());
+    let config = |version: &str, sni: &str| {
+        let cert = format!(
+            "{{ cert = \"{}\", key = \"{}\"{sni} }}",
+            a.cert.display(),
+            a.key.display()
+        );
         format!(
             r#"
 [[listener]]
 name = "edge"
 bind = "127.0.0.1:{port}"
 protocol = "https"
-tls = {{ certificates = [ {{ cert = "{}", key = "{}" }} ] }}
+tls = {{ certificates = [ {cert} ] }}
 
 [[listener.route]]
 cluster = "plain"
 response_headers = {{ set = {{ "x-config" = "{version}" }} }}
 
+[[listener]]
+name = "other"
+bind = "127.0.0.1:{other_port}"
+protocol = "https"
+tls = {{ certificates = [ {cert} ] }}
+
+[[listener.route]]
+cluster = "plain"
+
 [[cluster]]
 name = "plain"
 endpoints = ["{}"]
 "#,
-            a.cert.display(),
-            a.key.display(),
             upstream.addr
         )
     };
-    let mut proxy = Proxy::builder(driver).workers(2).start(&config("v1"));
+    let mut proxy = Proxy::builder(driver).workers(2).start(&config("v1", ""));
     static V13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     static V12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
     let clients: Vec<(TlsClient, _)> = [V13, V12]
@@ -143,7 +157,7 @@ endpoints = ["{}"]
             (client, config)
         })
         .collect();
-    let resumed_of = |label: &str| {
+    let resumed_at = |port: u16, label: &str| {
         clients
             .iter()
             .map(|(client, config)| {
@@ -161,17 +175,34 @@ endpoints = ["{}"]
             .collect::<Vec<_>>()
     };
     // The first connection of each version is a full handshake; every later one resumes.
-    assert_eq!(resumed_of("before the reload"), [(11, 12), (11, 12)]);
+    assert_eq!(resumed_at(port, "before the reload"), [(11, 12), (11, 12)]);
 
-    proxy.rewrite_config(&config("v2"));
-    proxy.sighup();
-    wait_until(Duration::from_secs(5), "the reload is served", || {
-        let (client, config) = &clients[0];
-        client
-            .request_with(config.clone(), addr(port), "a.example.com", "GET", "/")
-            .is_ok_and(|r| r.header("x-config").as_deref() == Some("v2"))
-    });
-    assert_eq!(resumed_of("after the reload"), [(12, 12), (12, 12)]);
+    let reload = |proxy: &mut Proxy, version: &str, sni: &str| {
+        proxy.rewrite_config(&config(version, sni));
+        proxy.sighup();
+        wait_until(Duration::from_secs(5), "the reload is served", || {
+            let (client, _) = &clients[0];
+            client
+                .request(addr(port), "a.example.com", "GET", "/")
+                .is_ok_and(|r| r.header("x-config").as_deref() == Some(version))
+        });
+    };
+    reload(&mut proxy, "v2", "");
+    assert_eq!(resumed_at(port, "after the reload"), [(12, 12), (12, 12)]);
+
+    // The sessions of `edge` do not resume at `other` (and the client then holds tickets of `other` only).
+    assert_eq!(
+        resumed_at(other_port, "other listener"),
+        [(11, 12), (11, 12)]
+    );
+    assert_eq!(resumed_at(port, "back at edge"), [(11, 12), (11, 12)]);
+
+    // The certificate now names its server explicitly: the settings changed, sessions start over.
+    reload(&mut proxy, "v3", ", sni = [\"a.example.com\"]");
+    assert_eq!(
+        resumed_at(port, "after the certificate settings changed"),
+        [(11, 12), (11, 12)]
+    );
 }
 
 fn passthrough_by_sni(driver: &str) {

@@ -14,7 +14,8 @@
 //! (change, append, remove at the end) stay small.
 
 use crate::snapshot::{
-    ClusterSpec, ListenerKind, ListenerSpec, MeshSpec, RouteSpec, RuntimeSettings, Snapshot,
+    ClusterSpec, HttpListenerSpec, ListenerKind, ListenerSpec, MeshSpec, RouteSpec,
+    RuntimeSettings, Snapshot,
 };
 use serde::{Deserialize, Serialize};
 
@@ -218,8 +219,13 @@ fn route_changes(
     else {
         return Some(None);
     };
-    // Every field but the routes, named so that a field added later cannot be
-    // left out of the comparison.
+    let HttpListenerSpec {
+        limits,
+        forwarding,
+        routes: _,
+    } = new_http;
+    // Every field but the routes (here and in `HttpListenerSpec` above), named so
+    // that a field added later cannot be left out of the comparison.
     let ListenerSpec {
         name,
         bind,
@@ -239,8 +245,8 @@ fn route_changes(
         && old.mesh == *mesh
         && old.identity_header == *identity_header
         && old.policies == *policies
-        && old_http.limits == new_http.limits
-        && old_http.forwarding == new_http.forwarding;
+        && old_http.limits == *limits
+        && old_http.forwarding == *forwarding;
     if !same_settings {
         return Some(None);
     }

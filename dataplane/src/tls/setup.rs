@@ -24,6 +24,10 @@ use std::time::SystemTime;
 pub struct ListenerTlsTable {
     pub store: Arc<CertStore>,
     pub alpn: Vec<Vec<u8>>,
+    /// Which sessions may resume here: the listener's name and its certificate
+    /// settings. A session from another listener, or from before the names or
+    /// files it serves changed, starts over with a full handshake.
+    pub resumption_scope: u64,
 }
 
 /// Loaded certificates with their expiry, for the `cert` gauge label.
@@ -35,6 +39,7 @@ fn leaf_expiry(key: &CertifiedKey) -> Option<i64> {
 
 /// Load every certificate of a `tls`/`https` listener. `at` is its TOML path.
 pub fn listener_tls(
+    listener: &str,
     spec: &ListenerTls,
     at: &str,
     expiries: &mut Expiries,
@@ -63,7 +68,18 @@ pub fn listener_tls(
     Ok(ListenerTlsTable {
         store: CertStore::new(table),
         alpn: spec.alpn.iter().map(|id| id.as_bytes().to_vec()).collect(),
+        resumption_scope: resumption_scope(listener, spec),
     })
+}
+
+fn resumption_scope(listener: &str, spec: &ListenerTls) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    listener.hash(&mut hasher);
+    for cert in &spec.certificates {
+        (&cert.cert, &cert.key, &cert.sni).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 fn load_pair(at: &str, cert: &str, key: &str) -> Result<Arc<CertifiedKey>, String> {
@@ -163,7 +179,7 @@ pub fn server_config(
     tls: Option<&ListenerTlsTable>,
     mesh: Option<MeshMode>,
     identity: &MeshIdentity,
-    resumption: &config::ServerResumption,
+    resumption: impl FnOnce(u64) -> config::ServerResumption,
 ) -> Option<Result<Arc<ServerConfig>, String>> {
     let http1: &[&[u8]] = &[config::ALPN_HTTP1];
     if let Some(mode) = mesh {
@@ -182,7 +198,8 @@ pub fn server_config(
     }
     let tls = tls?;
     let alpn: Vec<&[u8]> = tls.alpn.iter().map(Vec::as_slice).collect();
-    Some(config::edge_server(tls.store.clone(), &alpn, resumption).map_err(|err| err.to_string()))
+    let resumption = resumption(tls.resumption_scope);
+    Some(config::edge_server(tls.store.clone(), &alpn, &resumption).map_err(|err| err.to_string()))
 }
 
 /// A file-based SVID and bundle, read and checked, ready to install.
