@@ -66,10 +66,8 @@ impl SnapshotFrame {
     /// The frame to write to a peer that announced `protocol` and was last sent
     /// generation `peer_has` (0: nothing yet).
     pub fn bytes_for(&self, protocol: ProtocolVersion, peer_has: u64) -> Result<&[u8], String> {
-        if protocol.has_snapshot_deltas() {
-            if let Some((_, frame)) = self.delta.as_ref().filter(|(base, _)| *base == peer_has) {
-                return Ok(frame);
-            }
+        if let Some(frame) = self.delta_for(protocol, peer_has) {
+            return Ok(frame);
         }
         if protocol.has_binary_snapshots() {
             return Ok(&self.binary);
@@ -82,11 +80,12 @@ impl SnapshotFrame {
 
     /// Whether `bytes_for(protocol, peer_has)` is a delta (for logs).
     pub fn is_delta_for(&self, protocol: ProtocolVersion, peer_has: u64) -> bool {
-        protocol.has_snapshot_deltas()
-            && self
-                .delta
-                .as_ref()
-                .is_some_and(|(base, _)| *base == peer_has)
+        self.delta_for(protocol, peer_has).is_some()
+    }
+
+    fn delta_for(&self, protocol: ProtocolVersion, peer_has: u64) -> Option<&[u8]> {
+        let (base, frame) = self.delta.as_ref()?;
+        (protocol.has_snapshot_deltas() && *base == peer_has).then_some(frame.as_slice())
     }
 }
 

@@ -84,24 +84,22 @@ impl SnapshotDelta {
         let mut listeners = Vec::new();
         for (index, listener) in new.listeners.iter().enumerate() {
             let index = u32::try_from(index).ok()?;
-            match old.listeners.get(index as usize) {
-                Some(was) if was == listener => {}
-                Some(was) => match route_changes(was, listener)? {
-                    Some((route_count, routes)) => listeners.push(ListenerChange::Routes {
-                        index,
-                        route_count,
-                        routes,
-                    }),
-                    None => listeners.push(ListenerChange::Whole(Indexed {
-                        index,
-                        item: Box::new(listener.clone()),
-                    })),
+            let routes_only = match old.listeners.get(index as usize) {
+                Some(was) if was == listener => continue,
+                Some(was) => route_changes(was, listener)?,
+                None => None,
+            };
+            listeners.push(match routes_only {
+                Some((route_count, routes)) => ListenerChange::Routes {
+                    index,
+                    route_count,
+                    routes,
                 },
-                None => listeners.push(ListenerChange::Whole(Indexed {
+                None => ListenerChange::Whole(Indexed {
                     index,
                     item: Box::new(listener.clone()),
-                })),
-            }
+                }),
+            });
         }
         Some(SnapshotDelta {
             base: old.generation,
