@@ -5,6 +5,11 @@
 //! loop at a fixed rate: ringmesh-loadgen's response-time percentiles against
 //! oha's with `--latency-correction` (wrk2's method: latency counted from each
 //! request's intended send time).
+//!
+//! This machine's figures move by tens of percent from minute to minute, so
+//! every generator runs once per round, rounds alternate the order (forward,
+//! then reversed), and the report gives the median over rounds with each
+//! round's figure beside it: a comparison is only as good as its spread.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,9 @@ pub struct GeneratorArgs {
     /// Rate of the open-loop comparison (req/s).
     #[arg(long, default_value_t = 5000)]
     pub rate: u32,
+    /// Rounds; each runs every generator once (the order reversed every other round).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// oha binary (default: `oha` on PATH).
     #[arg(long)]
     pub oha: Option<PathBuf>,
@@ -62,6 +70,104 @@ impl Measured {
     }
 }
 
+/// One generator in one mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    LoadgenClosed,
+    WrkClosed,
+    OhaClosed,
+    LoadgenOpen,
+    OhaOpen,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::LoadgenClosed | Job::LoadgenOpen => "ringmesh-loadgen",
+            Job::WrkClosed => "wrk",
+            Job::OhaClosed => "oha",
+            Job::OhaOpen => "oha --latency-correction",
+        }
+    }
+
+    /// File and process name.
+    fn tag(self) -> &'static str {
+        match self {
+            Job::LoadgenClosed => "loadgen-closed",
+            Job::WrkClosed => "wrk",
+            Job::OhaClosed => "oha-closed",
+            Job::LoadgenOpen => "loadgen-open",
+            Job::OhaOpen => "oha-open",
+        }
+    }
+
+    fn is_open(self) -> bool {
+        matches!(self, Job::LoadgenOpen | Job::OhaOpen)
+    }
+}
+
+/// One generator's rounds: medians, and each round's figures in run order.
+#[derive(Debug, Clone, Default)]
+struct Summary {
+    rps: f64,
+    cpu_us: f64,
+    cpu_us_rounds: Vec<f64>,
+    ladder: [f64; 4],
+    p99_rounds: Vec<f64>,
+    /// The distinct verdicts ringmesh-loadgen gave its own runs, with counts.
+    verdicts: Vec<(String, usize)>,
+}
+
+impl Summary {
+    fn of(rounds: &[Measured]) -> Summary {
+        let cpu_us_rounds: Vec<f64> = rounds.iter().map(Measured::cpu_us_per_request).collect();
+        let ladder_of = |i: usize| -> Vec<f64> {
+            rounds
+                .iter()
+                .map(|m| m.ladder.map_or(f64::NAN, |l| l[i]))
+                .collect()
+        };
+        let mut verdicts: Vec<(String, usize)> = Vec::new();
+        for m in rounds.iter().filter(|m| !m.verdict.is_empty()) {
+            match verdicts.iter_mut().find(|(v, _)| *v == m.verdict) {
+                Some((_, n)) => *n += 1,
+                None => verdicts.push((m.verdict.clone(), 1)),
+            }
+        }
+        Summary {
+            rps: median(&rounds.iter().map(|m| m.rps).collect::<Vec<_>>()),
+            cpu_us: median(&cpu_us_rounds),
+            ladder: [0, 1, 2, 3].map(|i| median(&ladder_of(i))),
+            p99_rounds: ladder_of(2),
+            cpu_us_rounds,
+            verdicts,
+        }
+    }
+}
+
+/// The median of the finite values (NaN when there are none).
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+fn list(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const CORE_GENERATOR: usize = 0;
 const CORE_UPSTREAM: usize = 1;
 
@@ -92,63 +198,75 @@ pub fn run(args: &GeneratorArgs) -> anyhow::Result<i32> {
     procs::wait_tcp(procs::loopback(port), Duration::from_secs(5), &mut upstream)?;
     let secs = args.duration.max(1);
     let conns = args.connections.max(1).to_string();
-
-    // Closed loop, most requests per CPU second wins.
-    let mut closed: Vec<(&str, Measured)> = Vec::new();
-    let json = dir.path().join("loadgen-closed.json");
-    let args_of = loadgen_args(&url, &conns, secs, None, &json);
-    let cpu_s = measure(
-        "loadgen",
-        core(CORE_GENERATOR),
-        &bins.loadgen,
-        &args_of,
-        &dir,
-    )?;
-    closed.push(("ringmesh-loadgen", from_loadgen(&json, cpu_s)?));
-    let script = wrk::write_script(dir.path())?;
-    let wrk_args = vec![
-        "-t1".into(),
-        format!("-c{conns}"),
-        format!("-d{secs}s"),
-        "--latency".into(),
-        "-s".into(),
-        script.display().to_string(),
-        url.clone(),
-    ];
-    let cpu_s = measure(
-        "wrk",
-        core(CORE_GENERATOR),
-        Path::new("wrk"),
-        &wrk_args,
-        &dir,
-    )?;
-    closed.push(("wrk", from_wrk(&dir.path().join("wrk.log"), cpu_s)?));
-    if let Some(oha) = &oha {
-        let args_of = oha_args(&url, &conns, secs, None);
-        let cpu_s = measure("oha-closed", core(CORE_GENERATOR), oha, &args_of, &dir)?;
-        closed.push(("oha", from_oha(&dir.path().join("oha-closed.log"), cpu_s)?));
-    }
-
-    // Open loop at a fixed rate, latency from the intended send time.
-    let mut open: Vec<(&str, Measured)> = Vec::new();
-    let json = dir.path().join("loadgen-open.json");
     let rate = args.rate.max(1);
-    let args_of = loadgen_args(&url, &conns, secs, Some(rate), &json);
-    let cpu_s = measure(
-        "loadgen-open",
-        core(CORE_GENERATOR),
-        &bins.loadgen,
-        &args_of,
-        &dir,
-    )?;
-    open.push(("ringmesh-loadgen", from_loadgen(&json, cpu_s)?));
-    if let Some(oha) = &oha {
-        let args_of = oha_args(&url, &conns, secs, Some(rate));
-        let cpu_s = measure("oha-open", core(CORE_GENERATOR), oha, &args_of, &dir)?;
-        open.push((
-            "oha --latency-correction",
-            from_oha(&dir.path().join("oha-open.log"), cpu_s)?,
-        ));
+    let script = wrk::write_script(dir.path())?;
+    let mut jobs = vec![Job::LoadgenClosed, Job::WrkClosed];
+    if oha.is_some() {
+        jobs.push(Job::OhaClosed);
+    }
+    jobs.push(Job::LoadgenOpen);
+    if oha.is_some() {
+        jobs.push(Job::OhaOpen);
+    }
+    let mut rounds: Vec<Vec<Measured>> = vec![Vec::new(); jobs.len()];
+    for round in 0..args.rounds.max(1) {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..jobs.len()).collect()
+        } else {
+            (0..jobs.len()).rev().collect()
+        };
+        for i in order {
+            let job = jobs[i];
+            eprintln!(
+                "bench: round {} of {}: {}",
+                round + 1,
+                args.rounds.max(1),
+                job.name()
+            );
+            let (program, job_args, output): (PathBuf, Vec<String>, PathBuf) = match job {
+                Job::LoadgenClosed | Job::LoadgenOpen => {
+                    let json = dir.path().join(format!("{}.json", job.tag()));
+                    let open = (job == Job::LoadgenOpen).then_some(rate);
+                    let a = loadgen_args(&url, &conns, secs, open, &json);
+                    (bins.loadgen.clone(), a, json)
+                }
+                Job::WrkClosed => {
+                    let a = vec![
+                        "-t1".into(),
+                        format!("-c{conns}"),
+                        format!("-d{secs}s"),
+                        "--latency".into(),
+                        "-s".into(),
+                        script.display().to_string(),
+                        url.clone(),
+                    ];
+                    (PathBuf::from("wrk"), a, dir.path().join("wrk.log"))
+                }
+                Job::OhaClosed | Job::OhaOpen => {
+                    let open = (job == Job::OhaOpen).then_some(rate);
+                    let program = oha.clone().unwrap_or_else(|| PathBuf::from("oha"));
+                    let a = oha_args(&url, &conns, secs, open);
+                    (program, a, dir.path().join(format!("{}.log", job.tag())))
+                }
+            };
+            let cpu_s = measure(job.tag(), core(CORE_GENERATOR), &program, &job_args, &dir)?;
+            let measured = match job {
+                Job::LoadgenClosed | Job::LoadgenOpen => from_loadgen(&output, cpu_s)?,
+                Job::WrkClosed => from_wrk(&output, cpu_s)?,
+                Job::OhaClosed | Job::OhaOpen => from_oha(&output, cpu_s)?,
+            };
+            rounds[i].push(measured);
+        }
+    }
+    let mut closed: Vec<(&str, Summary)> = Vec::new();
+    let mut open: Vec<(&str, Summary)> = Vec::new();
+    for (job, measured) in jobs.iter().zip(&rounds) {
+        let entry = (job.name(), Summary::of(measured));
+        if job.is_open() {
+            open.push(entry);
+        } else {
+            closed.push(entry);
+        }
     }
     upstream.terminate(Duration::from_secs(2));
 
@@ -324,18 +442,19 @@ fn from_oha(log: &Path, cpu_s: f64) -> anyhow::Result<Measured> {
 
 fn render(
     args: &GeneratorArgs,
-    closed: &[(&str, Measured)],
-    open: &[(&str, Measured)],
+    closed: &[(&str, Summary)],
+    open: &[(&str, Summary)],
     have_oha: bool,
     pinned: bool,
 ) -> String {
     let mut out = String::new();
     let machine = cpu::machine();
     let _ = writeln!(out, "# Load generators compared\n");
+    let _ = writeln!(out, "- date: {}", crate::scenario::now_utc());
     let _ = writeln!(
         out,
-        "- command: `cargo run --release -p ringmesh-bench -- generators` ({} s runs, {} connections, open loop at {} req/s)",
-        args.duration, args.connections, args.rate
+        "- command: `cargo run --release -p ringmesh-bench -- generators` ({} rounds of {} s runs, {} connections, open loop at {} req/s)",
+        args.rounds.max(1), args.duration, args.connections, args.rate
     );
     let _ = writeln!(
         out,
@@ -349,12 +468,16 @@ fn render(
         },
         if pinned { "on core 1" } else { "unpinned" },
     );
+    let _ = writeln!(
+        out,
+        "- each round runs every generator once, the order reversed every other round; figures are medians over the rounds, with each round's value in run order where it matters"
+    );
     if !have_oha {
         let _ = writeln!(out, "- oha: not installed (`cargo install oha`), left out");
     }
     let best = closed
         .iter()
-        .map(|(_, m)| m.cpu_us_per_request())
+        .map(|(_, m)| m.cpu_us)
         .filter(|v| v.is_finite())
         .fold(f64::INFINITY, f64::min);
     let _ = writeln!(
@@ -363,20 +486,19 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "| generator | req/s | CPU µs/req (ratio to best) | capacity per core, req/s | p50 µs | p99 µs |\n|---|---:|---:|---:|---:|---:|"
+        "| generator | req/s | CPU µs/req (ratio to best) | each round | capacity per core, req/s | p50 µs | p99 µs |\n|---|---:|---:|---|---:|---:|---:|"
     );
     for (name, m) in closed {
-        let per_req = m.cpu_us_per_request();
-        let ladder = m.ladder.unwrap_or([f64::NAN; 4]);
         let _ = writeln!(
             out,
-            "| {name} | {:.0} | {:.2} ({:.2}) | {:.0} | {:.0} | {:.0} |",
+            "| {name} | {:.0} | {:.2} ({:.2}) | {} | {:.0} | {:.0} | {:.0} |",
             m.rps,
-            per_req,
-            per_req / best,
-            1e6 / per_req,
-            ladder[0],
-            ladder[2]
+            m.cpu_us,
+            m.cpu_us / best,
+            list(&m.cpu_us_rounds, 2),
+            1e6 / m.cpu_us,
+            m.ladder[0],
+            m.ladder[2]
         );
     }
     let _ = writeln!(
@@ -386,25 +508,64 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "| generator | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | CPU µs/req | own verdict |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        "| generator | achieved req/s | p50 µs | p90 µs | p99 µs | p99 each round | p99.9 µs | CPU µs/req | own verdicts |\n|---|---:|---:|---:|---:|---|---:|---:|---|"
     );
     for (name, m) in open {
-        let l = m.ladder.unwrap_or([f64::NAN; 4]);
+        let l = m.ladder;
+        let verdicts = if m.verdicts.is_empty() {
+            "–".to_string()
+        } else {
+            m.verdicts
+                .iter()
+                .map(|(v, n)| format!("{n}× {v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let _ = writeln!(
             out,
-            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} |",
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {verdicts} |",
             m.rps,
             l[0],
             l[1],
             l[2],
+            list(&m.p99_rounds, 0),
             l[3],
-            m.cpu_us_per_request(),
-            if m.verdict.is_empty() {
-                "–"
-            } else {
-                &m.verdict
-            }
+            m.cpu_us,
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_skips_missing_values_and_averages_the_middle_pair() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, f64::NAN, 2.0, 3.0]), 2.5);
+        assert!(median(&[f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn summary_counts_each_distinct_verdict() {
+        let run = |verdict: &str, cpu_s: f64| Measured {
+            requests: 1000.0,
+            rps: 100.0,
+            cpu_s,
+            ladder: Some([1.0, 2.0, 3.0, 4.0]),
+            verdict: verdict.to_string(),
+        };
+        let s = Summary::of(&[
+            run("PASS", 0.01),
+            run("INVALID: late", 0.03),
+            run("PASS", 0.02),
+        ]);
+        assert_eq!(
+            s.verdicts,
+            vec![("PASS".to_string(), 2), ("INVALID: late".to_string(), 1)]
+        );
+        assert!((s.cpu_us - 20.0).abs() < 1e-9);
+        assert_eq!(s.p99_rounds, vec![3.0, 3.0, 3.0]);
+    }
 }
