@@ -19,10 +19,29 @@ pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
     // that off for this thread. Best effort: without it sends are later.
     let _ = nix::sys::prctl::set_timerslack(1);
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .uring_builder(ring_builder())
         .enable_timer()
         .build()?;
     URING.set(matches!(rt, monoio::FusionRuntime::Uring(_)));
     Ok(rt.block_on(fut))
+}
+
+/// The ring's setup: with COOP_TASKRUN the kernel no longer interrupts the
+/// worker (an inter-processor interrupt, a VM exit here) to run a completion's
+/// task work, such as the receive of a response, at any instant, including in
+/// the middle of the pacer's spin; the work runs at the worker's next system
+/// call instead, which the spin makes at every turn it gives. SINGLE_ISSUER:
+/// only this thread submits. (DEFER_TASKRUN, the dataplane's choice, would
+/// hold completions until the worker sleeps, which a spinning pacer does not.)
+/// Kernels older than 5.19 refuse the flags: the default ring then.
+fn ring_builder() -> io_uring::Builder {
+    let mut ring = io_uring::IoUring::builder();
+    ring.setup_coop_taskrun().setup_single_issuer();
+    if ring.build(8).is_ok() {
+        ring
+    } else {
+        io_uring::IoUring::builder()
+    }
 }
 
 thread_local! {
