@@ -33,15 +33,17 @@ pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
 /// call instead, which the spin makes at every turn it gives. SINGLE_ISSUER:
 /// only this thread submits. (DEFER_TASKRUN, the dataplane's choice, would
 /// hold completions until the worker sleeps, which a spinning pacer does not.)
-/// Kernels older than 5.19 refuse the flags: the default ring then.
+/// SINGLE_ISSUER needs Linux 6.0 and COOP_TASKRUN 5.19: the first setup the
+/// kernel accepts is used, down to the default ring.
 fn ring_builder() -> io_uring::Builder {
-    let mut ring = io_uring::IoUring::builder();
-    ring.setup_coop_taskrun().setup_single_issuer();
-    if ring.build(8).is_ok() {
-        ring
-    } else {
-        io_uring::IoUring::builder()
-    }
+    let mut both = io_uring::IoUring::builder();
+    both.setup_coop_taskrun().setup_single_issuer();
+    let mut coop = io_uring::IoUring::builder();
+    coop.setup_coop_taskrun();
+    [both, coop]
+        .into_iter()
+        .find(|ring| ring.build(8).is_ok())
+        .unwrap_or_else(io_uring::IoUring::builder)
 }
 
 thread_local! {
