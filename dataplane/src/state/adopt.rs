@@ -129,44 +129,37 @@ impl Worker {
     }
 
     fn listener_stats_for(&self, name: &str) -> Arc<ListenerStats> {
-        self.listener_stats
-            .borrow_mut()
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                let stats = Arc::new(ListenerStats::default());
-                self.shared
-                    .registry
-                    .register(Registration::Listener(name.to_string(), stats.clone()));
-                stats
-            })
-            .clone()
+        self.registered(&self.listener_stats, name.to_string(), |stats| {
+            Registration::Listener(name.to_string(), stats)
+        })
     }
 
     fn policy_stats_for(&self, listener: &str, policy: &str) -> Arc<PolicyStats> {
-        self.policy_stats
-            .borrow_mut()
-            .entry((listener.to_string(), policy.to_string()))
-            .or_insert_with(|| {
-                let stats = Arc::new(PolicyStats::default());
-                self.shared.registry.register(Registration::Policy(
-                    listener.to_string(),
-                    policy.to_string(),
-                    stats.clone(),
-                ));
-                stats
-            })
-            .clone()
+        let key = (listener.to_string(), policy.to_string());
+        self.registered(&self.policy_stats, key, |stats| {
+            Registration::Policy(listener.to_string(), policy.to_string(), stats)
+        })
     }
 
     fn cluster_stats_for(&self, name: &str) -> Arc<ClusterStats> {
-        self.cluster_stats
-            .borrow_mut()
-            .entry(name.to_string())
+        self.registered(&self.cluster_stats, name.to_string(), |stats| {
+            Registration::Cluster(name.to_string(), stats)
+        })
+    }
+
+    /// The stats kept under `key`, made and registered with the admin thread
+    /// the first time: a name keeps its counters across swaps.
+    fn registered<K: Eq + std::hash::Hash, S: Default>(
+        &self,
+        kept: &RefCell<HashMap<K, Arc<S>>>,
+        key: K,
+        registration: impl FnOnce(Arc<S>) -> Registration,
+    ) -> Arc<S> {
+        kept.borrow_mut()
+            .entry(key)
             .or_insert_with(|| {
-                let stats = Arc::new(ClusterStats::default());
-                self.shared
-                    .registry
-                    .register(Registration::Cluster(name.to_string(), stats.clone()));
+                let stats = Arc::new(S::default());
+                self.shared.registry.register(registration(stats.clone()));
                 stats
             })
             .clone()
